@@ -1,0 +1,113 @@
+"""Defaults shared by every experiment family: the paper's protocol (Saood & Hatem 2021).
+
+Each family file imports this, overrides what differs and applies the variants given after the
+colon. Variants combine with commas:
+
+  python -m covseg_jax.main --config=configs/segnet_multi.py:exp3 --workdir=runs/segnet_multi_exp3
+  python -m covseg_jax.main --config=configs/segnet_multi.py:cpu --workdir=runs/segnet_multi_cpu
+
+  expN  one of the paper's nine hyperparameter experiments, N = b + 3(l - 1) for learning-rate
+        index l and batch-size index b of the family's grid (PROTOCOL.md).
+  cpu   a reduced run (smaller images, fewer epochs, narrower network) that trains on the real data
+        on a 2-core CPU in a few minutes and still learns.
+  Any field can be overridden: --config.train.learning_rate=3e-3.
+"""
+import ml_collections
+
+
+def get_config(arg=None):
+  """The paper's protocol with SegNet depth 3 on the multi-class task (learning rate 1e-3, batch 4)."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # Seeds parameters, data order and augmentation.
+
+  config.data = ml_collections.ConfigDict()
+  config.data.data_dir = ""  # Empty: search $COVSEG_DATA_DIR, ./data/medseg, ../shared/data/medseg.
+  config.data.image_source = "lungmasked"  # The authors' lung-masked PNGs: their exact inputs.
+  config.data.task = "multi"  # 'binary' (infected vs not), 'multi' (4 classes) or 'lung'.
+  config.data.image_size = 256  # The paper resized 512 -> 256.
+  config.data.normalization = "zero_center"  # Subtract the training mean image (MATLAB 'zerocenter').
+  config.data.lung_mask = True  # Zero everything outside the lungs.
+  config.data.split = "paper"  # 'paper' (72/10/18 of the authors) or 'kfold'.
+  config.data.num_folds = 5  # For split='kfold' (the paper's 70/10/20).
+  config.data.fold = 0
+  config.data.split_seed = 0  # Permutation seed of the k-fold split.
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "segnet"  # 'segnet', 'unet' or 'highresnet'.
+  config.model.dtype = "bfloat16"  # Compute dtype; parameters and loss stay float32.
+  config.model.features = (64, 128, 256)  # MATLAB segnetLayers(..., 3): depth 3.
+  config.model.convs_per_stage = (2, 2, 2)
+  config.model.unpool = "scatter"  # 'scatter' (by argmax indices) or 'onehot' (same function).
+
+  config.train = ml_collections.ConfigDict()
+  config.train.epochs = 160
+  config.train.batch_size = 4  # Global batch, split over all devices.
+  config.train.learning_rate = 1e-3
+  config.train.lr_drop_factor = 0.95  # Piecewise schedule: x0.95 ...
+  config.train.lr_drop_every_epochs = 12  # ... every 12 epochs.
+  config.train.l2 = 1e-4  # MATLAB L2Regularization: added to the gradient of every non-bias weight.
+  config.train.loss = "weighted_ce"  # 'weighted_ce' (median-frequency), 'dice', 'weighted_ce+dice'.
+  config.train.flip = True  # Random vertical (top-bottom) reflection.
+  config.train.shear_degrees = 10.0  # Random X and Y shear in [-10, 10] degrees.
+  config.train.val_every_steps = 10  # MATLAB ValidationFrequency.
+  config.train.log_every_steps = 10
+
+  config.checkpoint = ml_collections.ConfigDict()
+  config.checkpoint.every_steps = 200  # Periodic save; the last step is always saved.
+  config.checkpoint.max_to_keep = 2  # Latest periodic checkpoints kept (the best is kept apart).
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.split = "test"  # Split evaluated after training: 'test' or 'val'.
+  config.eval.checkpoint = "last"  # 'last' (the paper's final-iteration weights) or 'best' (by val).
+  config.eval.batch_size = 8
+  return apply_variants(config, arg, SEGNET_GRID)
+
+
+# The paper's hyperparameter grids: (learning rates, mini-batch sizes); expN = b + 3(l - 1).
+SEGNET_GRID = ((1e-4, 1e-3, 3e-3), (4, 8, 12))
+UNET_GRID = ((1e-4, 5e-4, 1e-3), (2, 8, 12))
+
+
+def unet_model():
+  """MATLAB unetLayers(size, classes, 'EncoderDepth', 2)."""
+  model = ml_collections.ConfigDict()
+  model.name = "unet"
+  model.dtype = "bfloat16"
+  model.depth = 2
+  model.base_features = 64
+  model.upsample = "depth_to_space"  # Same function as a 2x2 transposed conv, ~3x faster on GPU.
+  model.batch_norm = False  # MATLAB's U-Net has none.
+  model.dropout_rate = 0.5
+  return model
+
+
+def apply_variants(config, arg, grid=None, best=None):
+  """Applies the family's best experiment `best`, then the comma-separated variants in `arg`."""
+  for variant in [v for v in [best] + (arg or "").split(",") if v]:
+    if grid and variant.startswith("exp") and variant[3:].isdigit() and 1 <= int(variant[3:]) <= 9:
+      learning_rates, batch_sizes = grid
+      lr_index, batch_index = divmod(int(variant[3:]) - 1, 3)
+      config.train.learning_rate = learning_rates[lr_index]
+      config.train.batch_size = batch_sizes[batch_index]
+    elif variant == "cpu":
+      _apply_cpu(config)
+    else:
+      allowed = "exp1..exp9 and/or cpu" if grid else "cpu"
+      raise ValueError(f"unknown config variant {variant!r}: use {allowed}")
+  return config
+
+
+def _apply_cpu(config):
+  """Shrinks a run to a few minutes on a 2-core CPU: 128x128, narrower, fewer epochs, float32."""
+  config.data.image_size = 128
+  config.model.dtype = "float32"  # bf16 convolutions are emulated, hence slow, on CPU.
+  if config.model.name == "segnet":
+    config.model.features = tuple(f // 4 for f in config.model.features)
+  elif config.model.name == "unet":
+    config.model.base_features //= 4
+  config.train.epochs = 40
+  config.train.batch_size = 8
+  config.train.val_every_steps = 45
+  config.train.log_every_steps = 9
+  config.checkpoint.every_steps = 90
+  config.eval.batch_size = 6

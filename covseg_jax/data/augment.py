@@ -1,0 +1,99 @@
+"""On-device augmentation as in the paper: random vertical flip and random x/y shear.
+
+Pure jax.numpy, meant to run inside `jax.jit`. Each sample draws from its own PRNG
+key, so a sample's augmentation does not depend on the batch it is in or on how the
+batch is sharded.
+"""
+import jax
+import jax.numpy as jnp
+
+
+def sample_params(key, flip=True, shear_degrees=10.0):
+  """Draws one sample's augmentation from its key.
+
+  Returns:
+    (flip, shear_x, shear_y): a bool, true with probability 0.5 when `flip`, and two
+    shear angles in radians, each uniform over +-shear_degrees degrees.
+  """
+  flip_key, shear_key = jax.random.split(key)
+  do_flip = jax.random.bernoulli(flip_key, 0.5) if flip else jnp.bool_(False)
+  shear = jnp.deg2rad(shear_degrees) * jax.random.uniform(shear_key, (2,), minval=-1.0,
+                                                          maxval=1.0)
+  return do_flip, shear[0], shear[1]
+
+
+def _source_coordinates(height, width, shear_x, shear_y):
+  """Input (row, col) sampled by each output pixel of the shear about the centre.
+
+  Forward map in (x = col, y = row) centred coordinates: x' = x + tan(shear_x) y,
+  then y' = y + tan(shear_y) x'. The inverse is applied to the output grid.
+  """
+  centre_row, centre_col = (height - 1) / 2, (width - 1) / 2
+  out_rows = jnp.arange(height, dtype=jnp.float32)[:, None] - centre_row
+  out_cols = jnp.arange(width, dtype=jnp.float32)[None, :] - centre_col
+  rows = out_rows - jnp.tan(shear_y) * out_cols
+  cols = out_cols - jnp.tan(shear_x) * rows
+  return (jnp.broadcast_to(rows + centre_row, (height, width)),
+          jnp.broadcast_to(cols + centre_col, (height, width)))
+
+
+def _gather(array, rows, cols):
+  """array[rows, cols] for integer coordinates; 0 where they fall outside."""
+  height, width = array.shape[:2]
+  inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+  values = array[jnp.clip(rows, 0, height - 1), jnp.clip(cols, 0, width - 1)]
+  inside = inside.reshape(inside.shape + (1,) * (array.ndim - 2))
+  return jnp.where(inside, values, jnp.zeros((), array.dtype))
+
+
+def warp(array, flip, shear_x, shear_y, order):
+  """Flips (reverses rows) and then shears one (H, W) or (H, W, C) array.
+
+  Args:
+    array: the image or label map.
+    flip: bool scalar, whether to reverse the rows (MATLAB's RandYReflection).
+    shear_x, shear_y: shear angles in radians about the image centre.
+    order: 1 samples bilinearly (images), 0 takes the nearest pixel (labels).
+      Outside the input, both give 0.
+
+  Returns:
+    The warped array, same shape and dtype.
+  """
+  array = jnp.where(flip, array[::-1], array)
+  height, width = array.shape[:2]
+  rows, cols = _source_coordinates(height, width, shear_x, shear_y)
+  if order == 0:
+    return _gather(array, jnp.round(rows).astype(jnp.int32), jnp.round(cols).astype(jnp.int32))
+  if order != 1:
+    raise ValueError(f'order must be 0 or 1, got {order}')
+  row0, col0 = jnp.floor(rows), jnp.floor(cols)
+  row_frac, col_frac = rows - row0, cols - col0
+  row0, col0 = row0.astype(jnp.int32), col0.astype(jnp.int32)
+  extra = (1,) * (array.ndim - 2)
+  result = jnp.zeros(array.shape, jnp.result_type(array.dtype, jnp.float32))
+  for d_row, row_weight in ((0, 1 - row_frac), (1, row_frac)):
+    for d_col, col_weight in ((0, 1 - col_frac), (1, col_frac)):
+      weight = (row_weight * col_weight).reshape(rows.shape + extra)
+      result += weight * _gather(array, row0 + d_row, col0 + d_col)
+  return result.astype(array.dtype)
+
+
+def augment(keys, images, labels, flip=True, shear_degrees=10.0):
+  """Randomly flips and shears a batch, images and labels alike.
+
+  Args:
+    keys: (B,) per-sample PRNG keys (typed keys or raw uint32 (B, 2)).
+    images: (B, H, W, C) float images, sampled bilinearly.
+    labels: (B, H, W) integer labels, sampled by nearest neighbour.
+    flip: whether to flip top-bottom with probability 0.5.
+    shear_degrees: shear angles in x and y are uniform in [-shear_degrees, shear_degrees].
+
+  Returns:
+    (images, labels) with the input shapes and dtypes; pixels coming from outside
+    the input are 0 in both.
+  """
+  def one(key, image, label):
+    params = sample_params(key, flip, shear_degrees)
+    return warp(image, *params, order=1), warp(label, *params, order=0)
+
+  return jax.vmap(one)(keys, images, labels)

@@ -1,0 +1,65 @@
+"""Losses: median-frequency weighted cross-entropy (Saood & Hatem) and soft Dice (Dice_NS).
+
+Cross-entropy normalisation: MATLAB's pixelClassificationLayer (the paper's code) divides the
+weighted sum by the number of pixels, not by the sum of the weights (PyTorch's choice). We follow
+MATLAB, so a change of class weights also changes the loss scale, as it did in the paper.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def median_frequency_weights(labels, num_classes):
+  """Median-frequency class weights computed on the training labels (N, H, W).
+
+  freq(c) = pixels of class c / total pixels of the images that contain c;
+  w(c) = median(freq) / freq(c). A class absent from every training image has no frequency:
+  it gets weight 0 and is left out of the median (it never occurs as a target anyway).
+  """
+  labels = np.asarray(labels)
+  per_image = labels.reshape(labels.shape[0], -1)
+  pixels_per_image = per_image.shape[1]
+  counts = np.stack([(per_image == c).sum(axis=1) for c in range(num_classes)], axis=1)
+  class_pixels = counts.sum(axis=0).astype(np.float64)
+  images_with_class = (counts > 0).sum(axis=0)
+  present = images_with_class > 0
+  freq = np.zeros(num_classes)
+  freq[present] = class_pixels[present] / (images_with_class[present] * pixels_per_image)
+  weights = np.zeros(num_classes)
+  weights[present] = np.median(freq[present]) / freq[present]
+  return weights.astype(np.float32)
+
+
+def weighted_cross_entropy(logits, labels, class_weights):
+  """Mean over pixels of w[y] * -log softmax(logits)[y]; logits (..., C), labels (...)."""
+  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  nll = -jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
+  return jnp.mean(jnp.asarray(class_weights)[labels] * nll)
+
+
+def soft_dice_loss(logits, labels, smooth=1e-5):
+  """NiftyNet's Dice_NS ("no square"): 1 - mean over classes of 2*sum(p*g) / (sum(p) + sum(g)).
+
+  Sums run over the whole batch, as in NiftyNet, so a class absent from one image does not
+  produce a 0/0 for that image.
+  """
+  num_classes = logits.shape[-1]
+  probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+  onehot = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+  axes = tuple(range(logits.ndim - 1))
+  intersection = jnp.sum(probs * onehot, axis=axes)
+  denominator = jnp.sum(probs, axis=axes) + jnp.sum(onehot, axis=axes)
+  dice = (2.0 * intersection + smooth) / (denominator + smooth)
+  return 1.0 - jnp.mean(dice)
+
+
+def compute_loss(name, logits, labels, class_weights):
+  """The loss named by config.train.loss: 'weighted_ce', 'dice' or 'weighted_ce+dice'."""
+  if name == "weighted_ce":
+    return weighted_cross_entropy(logits, labels, class_weights)
+  if name == "dice":
+    return soft_dice_loss(logits, labels)
+  if name == "weighted_ce+dice":
+    return (weighted_cross_entropy(logits, labels, class_weights)
+            + soft_dice_loss(logits, labels))
+  raise ValueError(f"unknown loss {name!r}: use 'weighted_ce', 'dice' or 'weighted_ce+dice'")

@@ -1,0 +1,105 @@
+"""Tests of the flip-and-shear augmentation."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from covseg_jax.data import augment
+from covseg_jax.data import synthetic
+
+# Compiled once per static configuration and shape, shared by the tests.
+_augment = jax.jit(augment.augment, static_argnames=('flip', 'shear_degrees'))
+_params = jax.jit(jax.vmap(augment.sample_params, in_axes=(0, None, None)),
+                  static_argnums=(1, 2))
+_warp = jax.jit(jax.vmap(augment.warp, in_axes=(0, 0, 0, 0, None)), static_argnums=4)
+
+
+@pytest.fixture(scope='module')
+def batch():
+  _, labels, _ = synthetic.phantom_slices(6, size=32, seed=1)
+  images = np.random.default_rng(0).random((6, 32, 32, 1), np.float32)
+  return jnp.asarray(images), jnp.asarray(labels)
+
+
+def _keys(n, seed=0):
+  return jax.random.split(jax.random.key(seed), n)
+
+
+def test_identity_without_flip_or_shear(batch):
+  images, labels = batch
+  out_images, out_labels = _augment(_keys(6), images, labels, flip=False, shear_degrees=0.0)
+  assert out_images.dtype == images.dtype and out_labels.dtype == labels.dtype
+  np.testing.assert_array_equal(out_images, images)
+  np.testing.assert_array_equal(out_labels, labels)
+
+
+def test_flip_is_an_exact_top_bottom_reflection(batch):
+  images, labels = batch
+  keys = _keys(6)
+  out_images, out_labels = _augment(keys, images, labels, flip=True, shear_degrees=0.0)
+  flipped = np.asarray(_params(keys, True, 0.0)[0])
+  assert 0 < flipped.sum() < 6  # Both cases occur with these keys.
+  for i, flip in enumerate(flipped):
+    np.testing.assert_array_equal(out_images[i], images[i, ::-1] if flip else images[i])
+    np.testing.assert_array_equal(out_labels[i], labels[i, ::-1] if flip else labels[i])
+
+
+def test_shear_geometry():
+  # A 45-degree shear in x moves each row sideways by its distance from the
+  # centre row, which stays; pixels coming from outside the input are 0.
+  image = jnp.zeros((9, 9)).at[:, 4].set(1.0)
+  sheared = augment.warp(image, False, jnp.deg2rad(45.0), 0.0, order=0)
+  assert [int(np.argmax(row)) for row in np.asarray(sheared)] == list(range(9))
+  ones = np.asarray(augment.warp(jnp.ones((9, 9)), False, 0.0, jnp.deg2rad(30.0), order=1))
+  assert ones[0, 8] == ones[8, 0] == 0.0
+  np.testing.assert_allclose(ones[[0, 4, 8], [0, 4, 8]], 1.0, rtol=1e-6)
+
+
+def test_labels_stay_aligned_with_the_image(batch):
+  _, labels = batch
+  keys = _keys(6, seed=3)
+  as_image = labels[..., None].astype(jnp.float32)
+  out_images, out_labels = _augment(keys, as_image, labels)
+  out_labels = np.asarray(out_labels)
+  mismatch = np.round(np.asarray(out_images[..., 0])) != out_labels
+  # Pixels with another label among their 8 neighbours: the only ones allowed to
+  # differ, where bilinear mixing of two labels rounds to a third one or flips.
+  padded = np.pad(out_labels, ((0, 0), (1, 1), (1, 1)), mode='edge')
+  boundary = np.zeros_like(mismatch)
+  for d_row in (0, 1, 2):
+    for d_col in (0, 1, 2):
+      boundary |= padded[:, d_row:d_row + 32, d_col:d_col + 32] != out_labels
+  assert 0 < mismatch.mean() < 0.02 and not (mismatch & ~boundary).any()
+  # Sampling the image by nearest neighbour with the same draws is exact.
+  nearest = _warp(as_image, *_params(keys, True, 10.0), 0)
+  np.testing.assert_array_equal(nearest[..., 0], out_labels.astype(np.float32))
+
+
+def test_deterministic_and_independent_of_the_batch(batch):
+  images, labels = batch
+  keys = _keys(6, seed=5)
+  first = _augment(keys, images, labels)
+  again = _augment(keys, images, labels)
+  for a, b in zip(first, again):
+    np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(first[0], images)
+  # The draws are exactly those of each key alone; the warped images agree up to
+  # float rounding, which XLA may order differently for another batch shape.
+  for i in (0, 4):
+    for batched, alone in zip(_params(keys, True, 10.0), augment.sample_params(keys[i])):
+      np.testing.assert_array_equal(batched[i], alone)
+    alone = _augment(keys[i:i + 1], images[i:i + 1], labels[i:i + 1])
+    np.testing.assert_allclose(alone[0][0], first[0][i], atol=1e-5)
+    np.testing.assert_array_equal(alone[1][0], first[1][i])
+  shuffled = _augment(keys[::-1], images[::-1], labels[::-1])
+  np.testing.assert_array_equal(shuffled[0][::-1], first[0])
+  np.testing.assert_array_equal(shuffled[1][::-1], first[1])
+
+
+def test_draws():
+  flips, shear_x, shear_y = _params(_keys(512), True, 10.0)
+  shears = np.rad2deg(np.concatenate([np.asarray(shear_x), np.asarray(shear_y)]))
+  assert np.abs(shears).max() <= 10.0 and np.abs(shears).max() > 9.5
+  assert abs(np.corrcoef(shear_x, shear_y)[0, 1]) < 0.15
+  assert 0.4 < np.asarray(flips).mean() < 0.6
+  assert not np.asarray(_params(_keys(64), False, 10.0)[0]).any()

@@ -1,0 +1,40 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from covseg_jax import losses
+
+
+def test_median_frequency_weights_hand_computed():
+  # Two 2x2 images. Image 0: three 0s, one 1. Image 1: two 0s, two 2s. Class 3 absent.
+  labels = np.array([[[0, 0], [0, 1]], [[0, 0], [2, 2]]])
+  # freq0 = 5 / 8 (both images contain 0); freq1 = 1 / 4; freq2 = 2 / 4.
+  # median(0.625, 0.25, 0.5) = 0.5 -> w = 0.5/0.625, 0.5/0.25, 0.5/0.5; absent class -> 0.
+  w = losses.median_frequency_weights(labels, 4)
+  np.testing.assert_allclose(w, [0.8, 2.0, 1.0, 0.0], rtol=1e-6)
+
+
+def test_weighted_cross_entropy_matches_numpy():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(2, 3, 3, 4)).astype(np.float32)
+  labels = rng.integers(0, 4, size=(2, 3, 3))
+  weights = np.array([0.5, 1.0, 2.0, 4.0], np.float32)
+  log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  expected = np.mean([-weights[l] * log_probs[i, y, x, l]
+                      for (i, y, x), l in np.ndenumerate(labels)])
+  got = losses.weighted_cross_entropy(jnp.asarray(logits), jnp.asarray(labels), weights)
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_soft_dice_loss_perfect_and_wrong():
+  labels = jnp.array([[[0, 1], [1, 1]]])
+  perfect = jax.nn.one_hot(labels, 2) * 100.0
+  wrong = jax.nn.one_hot(1 - labels, 2) * 100.0
+  assert losses.soft_dice_loss(perfect, labels) == pytest.approx(0.0, abs=1e-4)
+  assert losses.soft_dice_loss(wrong, labels) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_unknown_loss_name():
+  with pytest.raises(ValueError, match="unknown loss"):
+    losses.compute_loss("focal", jnp.zeros((1, 2, 2, 2)), jnp.zeros((1, 2, 2), int), None)
