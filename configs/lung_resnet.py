@@ -23,6 +23,7 @@ def get_config(arg=None):
   config.model.features = (16, 32, 64)
   config.model.dilations = (1, 2, 4)
   config.model.blocks_per_stage = 3
+  config.model.head_features = 80  # NiftyNet's 1x1 conv before the classifier.
   config.model.dilation_impl = "space_to_batch"  # XLA's rhs_dilation is 20-80x slower on GPU.
   config.train.loss = "dice"
   config.train.batch_size = 4
