@@ -3,19 +3,91 @@
 The same code runs on one CPU, N local GPUs, or many processes (jax.distributed): arrays are
 global jax.Arrays built from host data with explicit shardings, and the step is one jax.jit.
 """
+import os
+
 import jax
 import numpy as np
+from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
+
+COORDINATOR_ADDRESS = "COVSEG_COORDINATOR_ADDRESS"
+NUM_PROCESSES = "COVSEG_NUM_PROCESSES"
+PROCESS_ID = "COVSEG_PROCESS_ID"
+LOCAL_DEVICE_IDS = "COVSEG_LOCAL_DEVICE_IDS"
+
+
+def _int_env(env, name):
+  try:
+    return int(env[name])
+  except ValueError:
+    raise ValueError(f"{name}={env[name]!r} is not an integer") from None
+
+
+def _local_device_ids(env):
+  """COVSEG_LOCAL_DEVICE_IDS '0,1,2,3' as [0, 1, 2, 3]; None when unset."""
+  value = env.get(LOCAL_DEVICE_IDS, "").strip()
+  if not value:
+    return None
+  try:
+    return [int(i) for i in value.split(",")]
+  except ValueError:
+    raise ValueError(f"{LOCAL_DEVICE_IDS}={value!r}: use comma-separated integers, e.g. "
+                     "'0,1,2,3'") from None
 
 
 def initialize_distributed():
   """Joins a multi-process run when the environment describes one; returns the process count.
 
-  Must run before any other JAX call.
+  Must run before any other JAX call. A run is multi-process when either
+
+    COVSEG_COORDINATOR_ADDRESS  host:port of process 0's coordinator, the same for all processes;
+    COVSEG_NUM_PROCESSES        the number of processes;
+    COVSEG_PROCESS_ID           this process, 0 .. COVSEG_NUM_PROCESSES - 1
+
+  are all set, or the process is one of several tasks of a SLURM step (srun with SLURM_NTASKS > 1),
+  from which JAX reads the same three. COVSEG_LOCAL_DEVICE_IDS (optional, e.g. '0,1,2,3') lists
+  the local GPUs this process drives. It defaults to all of them, except under SLURM, where JAX
+  gives each task the one GPU numbered SLURM_LOCALID: with one task per node, list the node's
+  GPUs (launch/slurm.sbatch does). Otherwise the run is single-process and nothing happens.
+  CPU processes exchange data through gloo collectives.
   """
-  return 1
+  env = os.environ
+  explicit = [name for name in (COORDINATOR_ADDRESS, NUM_PROCESSES, PROCESS_ID) if env.get(name)]
+  local_device_ids = _local_device_ids(env)
+  if explicit:
+    missing = sorted({COORDINATOR_ADDRESS, NUM_PROCESSES, PROCESS_ID} - set(explicit))
+    if missing:
+      raise ValueError(f"{', '.join(explicit)} set but not {', '.join(missing)}: a multi-process "
+                       f"run needs {COORDINATOR_ADDRESS}, {NUM_PROCESSES} and {PROCESS_ID}")
+    address = env[COORDINATOR_ADDRESS]
+    num_processes = _int_env(env, NUM_PROCESSES)
+    process_id = _int_env(env, PROCESS_ID)
+    if ":" not in address:
+      raise ValueError(f"{COORDINATOR_ADDRESS}={address!r}: use host:port, e.g. 10.0.0.1:12345")
+    if num_processes < 1:
+      raise ValueError(f"{NUM_PROCESSES}={num_processes} must be at least 1")
+    if not 0 <= process_id < num_processes:
+      raise ValueError(f"{PROCESS_ID}={process_id} must be in 0..{num_processes - 1} "
+                       f"({NUM_PROCESSES}={num_processes})")
+    if num_processes == 1:
+      return 1
+    kwargs = dict(coordinator_address=address, num_processes=num_processes,
+                  process_id=process_id, cluster_detection_method="deactivate")
+  elif "SLURM_NTASKS" in env and _int_env(env, "SLURM_NTASKS") > 1:
+    num_processes = _int_env(env, "SLURM_NTASKS")
+    if "SLURM_STEP_NODELIST" not in env:  # The batch script itself, not an srun step.
+      logging.warning("SLURM_NTASKS=%d outside an srun step: running a single process; launch "
+                      "with srun to use all tasks", num_processes)
+      return 1
+    kwargs = {}  # JAX reads the coordinator, count and id from SLURM.
+  else:
+    return 1
+  # Collectives between CPU processes: gloo is JAX's default today; explicit, so it stays so.
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(local_device_ids=local_device_ids, **kwargs)
+  return num_processes
 
 
 def create_mesh(devices=None):
@@ -51,3 +123,19 @@ def replicate(tree, mesh):
   """Places a pytree of host arrays on every device (multi-process safe)."""
   sharding = replicated_sharding(mesh)
   return jax.tree.map(lambda x: put_global(x, sharding), tree)
+
+
+def process_batch_rows(batch_size, mesh):
+  """The rows of a global batch that this process's devices hold, in order: its share to load."""
+  index_map = batch_sharding(mesh).addressable_devices_indices_map((batch_size,))
+  starts = sorted({index[0].indices(batch_size)[0] for index in index_map.values()})
+  per_device = batch_size // mesh.devices.size
+  return np.concatenate([np.arange(start, start + per_device) for start in starts])
+
+
+def global_batch_from_local(local, mesh, batch_size):
+  """The global batch (batch_size, ...) sharded over 'data' from this process's rows `local`
+  (the rows process_batch_rows names)."""
+  local = np.asarray(local)
+  return jax.make_array_from_process_local_data(batch_sharding(mesh), local,
+                                                (batch_size,) + local.shape[1:])
