@@ -51,14 +51,20 @@ def get_config(arg=None):
   config.train.shear_degrees = 10.0  # Random X and Y shear in [-10, 10] degrees.
   config.train.val_every_steps = 10  # MATLAB ValidationFrequency.
   config.train.log_every_steps = 10
+  config.train.image_summary_every_steps = 180  # TensorBoard overlays of fixed val slices.
+  config.train.image_summary_slices = 3  # The validation slices with the most foreground.
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.every_steps = 200  # Periodic save; the last step is always saved.
-  config.checkpoint.max_to_keep = 2  # Latest periodic checkpoints kept (the best is kept apart).
+  config.checkpoint.max_to_keep = 2  # Latest periodic checkpoints kept, and latest best ones apart.
+  # Picks checkpoints_best: val/loss, val/global_accuracy or val/dice/<class, spaces as '_'>.
+  config.checkpoint.best_metric = "val/loss"
+  config.checkpoint.best_mode = "min"  # 'min' or 'max' of best_metric.
 
   config.eval = ml_collections.ConfigDict()
   config.eval.split = "test"  # Split evaluated after training: 'test' or 'val'.
-  config.eval.checkpoint = "last"  # 'last' (the paper's final-iteration weights) or 'best' (by val).
+  # 'last' (the paper's final-iteration weights), 'best' (by checkpoint.best_metric) or a step.
+  config.eval.checkpoint = "last"
   config.eval.batch_size = 8
   return apply_variants(config, arg, SEGNET_GRID)
 
@@ -113,5 +119,6 @@ def _apply_cpu(config):
   config.train.batch_size = 8
   config.train.val_every_steps = 45
   config.train.log_every_steps = 9
+  config.train.image_summary_every_steps = 90
   config.checkpoint.every_steps = 90
   config.eval.batch_size = 6

@@ -1,31 +1,63 @@
-"""Entry point: python -m covseg_jax.main --config=configs/segnet_multi.py --workdir=runs/x
+"""Entry point.
 
-Bad input (missing data, bad files) ends with a one-line `error: ...` and exit status 2.
+  python -m covseg_jax.main --config=configs/segnet_multi.py --workdir=runs/x
+  python -m covseg_jax.main --workdir=runs/x --mode=evaluate [--checkpoint=best] [--split=val]
+
+Training resumes from the latest good checkpoint in --workdir. Evaluation needs only the workdir.
+Bad input (missing data, bad files, an incomplete run directory) ends with a one-line
+`error: ...` and exit status 2.
 """
+import logging as python_logging
 import sys
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from covseg_jax import parallel, train
+from covseg_jax import checkpoint, evaluate, parallel, train
 from covseg_jax.errors import InputError
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:variant]).",
+config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:variant]); "
+                                "train mode only: evaluation reads <workdir>/config.json.",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.DEFINE_enum("mode", "train", ["train", "evaluate"],
+                  "train (resuming from the workdir's checkpoints) or evaluate a trained run.")
+flags.DEFINE_string("checkpoint", None, "evaluate: 'best', 'last' or a step number "
+                    "(default: the run's eval.checkpoint).")
+flags.DEFINE_enum("split", None, ["test", "val", "train"],
+                  "evaluate: the split to evaluate (default: the run's eval.split).")
+flags.mark_flags_as_required(["workdir"])
+
+
+def _quiet_orbax(record):
+  """Keeps orbax's INFO lines (dozens per save) out of the log; its warnings stay."""
+  return record.levelno >= python_logging.WARNING or "/orbax/" not in record.pathname
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if FLAGS.mode == "train" and FLAGS.config is None:
+    raise app.UsageError("--config is required to train")
+  which = None
+  if FLAGS.checkpoint is not None:
+    try:
+      which = checkpoint.parse_which(FLAGS.checkpoint)
+    except ValueError as e:
+      raise app.UsageError(f"--checkpoint: {e}") from None
+  logging.get_absl_handler().addFilter(_quiet_orbax)
   parallel.initialize_distributed()  # Before any other JAX call.
   logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__, jax.process_index(),
                jax.process_count(), jax.devices())
   try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    if FLAGS.mode == "train":
+      train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    else:
+      if FLAGS.config is not None:
+        logging.warning("--config is ignored in evaluate mode: the run's config.json is used")
+      evaluate.evaluate_run(FLAGS.workdir, which=which, split_name=FLAGS.split)
   except InputError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -4,11 +4,11 @@ Data flow per step: the training set sits on the device (replicated); the host s
 batch's sample indices and a step key; the step gathers the batch, augments it, shards it over
 the 'data' axis and updates the replicated state. Sample order is a pure function of
 (seed, epoch) and every random key is folded from (seed, step), so a resumed run replays the
-same batches and augmentations as an uninterrupted one.
+same batches and augmentations as an uninterrupted one: a checkpoint (checkpoint.py) needs only
+the arrays and the step. Training ends with evaluate.py's evaluation and report.
 """
+import dataclasses
 import functools
-import json
-import os
 import time
 from typing import Any
 
@@ -19,7 +19,7 @@ import optax
 from absl import logging
 from flax.training import train_state
 
-from covseg_jax import losses, metrics, models, parallel, summaries
+from covseg_jax import checkpoint, evaluate, losses, models, parallel, report, summaries
 from covseg_jax.data import augment, pipeline
 
 
@@ -85,65 +85,15 @@ def train_step(state, images, labels, indices, key, class_weights, *, train_conf
   return state, {"loss": loss}
 
 
-def eval_step(state, images, labels, class_weights, *, loss_name):
-  """Predictions (B,S,S) int32 and per-image losses (B,) for a batch, no augmentation."""
-  logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
-                          images, train=False)
-  per_image_loss = jax.vmap(
-      lambda l, y: losses.compute_loss(loss_name, l[None], y[None], class_weights))(logits, labels)
-  return jnp.argmax(logits, axis=-1).astype(jnp.int32), per_image_loss
+def model_variables(state):
+  """The variables a forward pass needs: {'params', 'batch_stats'}."""
+  return {"params": state.params, "batch_stats": state.batch_stats}
 
 
-class Evaluator:
-  """Runs eval_step over a whole split in fixed-size, padded, sharded batches."""
-
-  def __init__(self, mesh, loss_name, class_weights, batch_size):
-    num_devices = mesh.devices.size
-    self.batch_size = -(-batch_size // num_devices) * num_devices  # Round up to the mesh.
-    self.sharding = parallel.batch_sharding(mesh)
-    self.class_weights = parallel.replicate(np.asarray(class_weights), mesh)
-    replicated = parallel.replicated_sharding(mesh)
-    self._step = jax.jit(functools.partial(eval_step, loss_name=loss_name),
-                         out_shardings=(replicated, replicated))
-
-  def __call__(self, state, split):
-    """(predictions (N,S,S) int32, per-image losses (N,)) as host arrays."""
-    n = len(split.images)
-    predictions, image_losses = [], []
-    for start in range(0, n, self.batch_size):
-      images = split.images[start:start + self.batch_size]
-      labels = split.labels[start:start + self.batch_size]
-      pad = self.batch_size - len(images)
-      if pad:  # Pad the last batch so every call has the same shape (one compilation).
-        images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
-        labels = np.concatenate([labels, np.zeros((pad,) + labels.shape[1:], labels.dtype)])
-      preds, batch_losses = self._step(state, parallel.put_global(images, self.sharding),
-                                       parallel.put_global(labels, self.sharding),
-                                       self.class_weights)
-      predictions.append(np.asarray(preds)[:len(preds) - pad])
-      image_losses.append(np.asarray(batch_losses)[:len(batch_losses) - pad])
-    return np.concatenate(predictions), np.concatenate(image_losses)
-
-
-def split_metrics(labels, predictions, num_classes, class_names):
-  """The paper's numbers for one split: per-image global accuracy (mean, std) and pooled
-  class-level metrics (sensitivity, specificity, G-mean, Dice, F2, ...)."""
-  confusion = np.asarray(metrics.confusion_matrices(labels, predictions, num_classes))
-  per_image = metrics.class_metrics(confusion)
-  pooled = metrics.class_metrics(metrics.pooled_confusion_matrix(confusion))
-  accuracy = np.asarray(per_image["global_accuracy"], np.float64)
-  classes = {}
-  for c, name in enumerate(class_names):
-    classes[name] = {key: float(np.asarray(pooled[key])[c]) for key in
-                     ("sensitivity", "specificity", "precision", "gmean", "dice", "f2", "jaccard")}
-  return {
-      "num_images": int(len(labels)),
-      "global_accuracy_mean": float(accuracy.mean()),
-      "global_accuracy_std": float(accuracy.std(ddof=1)) if len(accuracy) > 1 else float("nan"),
-      "per_image_global_accuracy": accuracy.tolist(),
-      "pooled_confusion_matrix": metrics.pooled_confusion_matrix(confusion).tolist(),
-      "classes": classes,
-  }
+def image_summary_indices(labels, count):
+  """The `count` slices with the most foreground, in split order: a fixed, informative set."""
+  foreground = (np.asarray(labels) > 0).sum(axis=(1, 2))
+  return np.sort(np.argsort(-foreground, kind="stable")[:count])
 
 
 def _format_eta(seconds):
@@ -152,8 +102,16 @@ def _format_eta(seconds):
   return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
+def _validation_scalar_names(class_names):
+  return ["val/loss", "val/global_accuracy"] + [f"val/dice/{name.replace(' ', '_')}"
+                                                for name in class_names]
+
+
 def train_and_evaluate(config, workdir):
-  """Trains `config` in `workdir`, then evaluates config.eval.split; returns the test metrics."""
+  """Trains `config` in `workdir`, then evaluates config.eval.split; returns its results.
+
+  Resumes from the latest good checkpoint in `workdir` when there is one.
+  """
   mesh = parallel.create_mesh()
   tc = config.train
   parallel.check_batch_size(tc.batch_size, mesh)
@@ -161,6 +119,10 @@ def train_and_evaluate(config, workdir):
   num_train = len(dataset.train.images)
   if tc.batch_size > num_train:
     raise ValueError(f"train.batch_size={tc.batch_size} exceeds the {num_train} training images")
+  if config.checkpoint.best_metric not in _validation_scalar_names(dataset.class_names):
+    raise ValueError(f"checkpoint.best_metric={config.checkpoint.best_metric!r} is not one of "
+                     f"{_validation_scalar_names(dataset.class_names)}")
+  final_checkpoint = checkpoint.parse_which(config.eval.checkpoint)
   steps_per_epoch = num_train // tc.batch_size  # MATLAB drops the last partial mini-batch.
   total_steps = tc.epochs * steps_per_epoch
 
@@ -171,12 +133,15 @@ def train_and_evaluate(config, workdir):
   state = create_train_state(init_rng, model, config.data.image_size,
                              create_optimizer(tc, learning_rate_fn))
   state = parallel.replicate(state, mesh)
+  checkpoints = checkpoint.Checkpointer(workdir, config.checkpoint, total_steps)
+  state = checkpoints.restore(state)
+  start_step = int(state.step)
 
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-      f.write(config.to_json_best_effort(indent=2))
-  writer = summaries.MetricWriter(workdir)
+  checkpoint.write_run_files(workdir, config, dataset)
+  writer = summaries.MetricWriter(workdir, start_step=start_step)
+  if start_step == 0:
+    writer.write_hparams(summaries.hparams_from_config(config),
+                         _validation_scalar_names(dataset.class_names))
 
   train_images = parallel.replicate(dataset.train.images, mesh)
   train_labels = parallel.replicate(dataset.train.labels, mesh)
@@ -184,12 +149,17 @@ def train_and_evaluate(config, workdir):
   step_fn = jax.jit(
       functools.partial(train_step, train_config=tc, sharding=parallel.batch_sharding(mesh)),
       donate_argnums=0)
-  evaluator = Evaluator(mesh, tc.loss, dataset.class_weights, config.eval.batch_size)
+  evaluator = evaluate.Evaluator(mesh, model.apply, tc.loss, dataset.class_weights,
+                                 config.eval.batch_size)
+  summary_indices = image_summary_indices(dataset.val.labels, tc.image_summary_slices)
+  summary_split = dataclasses.replace(
+      dataset.val, **{field.name: getattr(dataset.val, field.name)[summary_indices]
+                      for field in dataclasses.fields(dataset.val)})
 
-  logging.info("training %s on %s: %d steps (%d epochs x %d), batch %d on %d device(s)",
+  logging.info("training %s on %s: %d steps (%d epochs x %d), batch %d on %d device(s)%s",
                config.model.name, dataset.task, total_steps, tc.epochs, steps_per_epoch,
-               tc.batch_size, mesh.devices.size)
-  start_step = int(state.step)
+               tc.batch_size, mesh.devices.size,
+               f", resuming at step {start_step}" if start_step else "")
   order, order_epoch = None, -1
   timer_start, timer_step = time.perf_counter(), start_step
   for step in range(start_step, total_steps):
@@ -214,30 +184,37 @@ def train_and_evaluate(config, workdir):
                    _format_eta(eta))
       timer_start, timer_step = time.perf_counter(), done
     if done % tc.val_every_steps == 0 or done == total_steps:
-      predictions, val_losses = evaluator(state, dataset.val)
-      val = split_metrics(dataset.val.labels, predictions, dataset.num_classes,
-                          dataset.class_names)
+      predictions, val_losses = evaluator(model_variables(state), dataset.val)
+      val = evaluate.split_metrics(dataset.val.labels, predictions, dataset.num_classes,
+                                   dataset.class_names)
       scalars = {"val/loss": float(val_losses.mean()),
                  "val/global_accuracy": val["global_accuracy_mean"]}
       scalars.update({f"val/dice/{name.replace(' ', '_')}": m["dice"]
                       for name, m in val["classes"].items()})
       writer.write_scalars(done, scalars)
-      logging.info("  val loss %.4f accuracy %.4f dice %s", scalars["val/loss"],
+      best = checkpoints.save_if_best(done, state, scalars)
+      logging.info("  val loss %.4f accuracy %.4f dice %s%s", scalars["val/loss"],
                    scalars["val/global_accuracy"],
-                   " ".join(f"{m['dice']:.3f}" for m in val["classes"].values()))
+                   " ".join(f"{m['dice']:.3f}" for m in val["classes"].values()),
+                   " (best so far, saved)" if best else "")
       timer_start, timer_step = time.perf_counter(), done  # Validation is not training time.
+    if done % tc.image_summary_every_steps == 0 or done == total_steps:
+      predictions, _ = evaluator(model_variables(state), summary_split)
+      for i, slice_number in enumerate(summary_split.slice_numbers):
+        writer.write_image(done, f"val/slice_{slice_number:03d}", report.overlay_panel(
+            summary_split.raw[i], summary_split.labels[i], predictions[i], dataset.task))
+    checkpoints.save(done, state)
 
-  split = dataset.split(config.eval.split)
-  predictions, _ = evaluator(state, split)
-  results = split_metrics(split.labels, predictions, dataset.num_classes, dataset.class_names)
-  results.update({"split": config.eval.split, "step": int(state.step),
-                  "slice_numbers": split.slice_numbers.tolist()})
-  if jax.process_index() == 0:
-    path = os.path.join(workdir, f"{config.eval.split}_metrics.json")
-    with open(path, "w", encoding="utf-8") as f:
-      json.dump(results, f, indent=2)
-    logging.info("%s: global accuracy %.4f +- %.4f; dice %s -> %s", config.eval.split,
-                 results["global_accuracy_mean"], results["global_accuracy_std"],
-                 ", ".join(f"{k} {v['dice']:.3f}" for k, v in results["classes"].items()), path)
+  checkpoints.wait()
+  if final_checkpoint == "last":
+    variables, step = model_variables(state), int(state.step)
+  else:
+    run = checkpoint.restore_run(workdir, final_checkpoint, mesh)
+    variables, step = run.variables, run.step
+  results = evaluate.evaluate_and_report(
+      workdir, config, dataset.split(config.eval.split), evaluator, variables,
+      split_name=config.eval.split, checkpoint_name=final_checkpoint, step=step,
+      task=dataset.task, class_names=dataset.class_names)
+  checkpoints.close()
   writer.close()
   return results

@@ -1,0 +1,320 @@
+"""Checkpoints (orbax): periodic and best-by-validation saves, resume with fallback, restore a run.
+
+A run directory holds everything evaluation and inference need:
+
+  config.json              the resolved config
+  normalization.npz        how images were prepared for the network (see `write_run_files`)
+  checkpoints/<step>/      the latest checkpoint.max_to_keep periodic saves (always the last step)
+  checkpoints_best/<step>/ the latest checkpoint.max_to_keep improvements of checkpoint.best_metric
+
+Each checkpoint holds the items 'model' ({'params', 'batch_stats'}), 'train' ({'step',
+'opt_state'}) and, in checkpoints_best, 'meta' (JSON: the validation scalars). The data order and
+every random key are pure functions of (seed, step) (train.py), so nothing else needs saving for
+a resumed run to replay the uninterrupted one. Two managers, because with orbax's best_fn
+max_to_keep keeps the best N rather than the latest.
+"""
+import dataclasses
+import functools
+import json
+import os
+from typing import Any, Union
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+
+from covseg_jax import models, parallel
+from covseg_jax.data import preprocess
+from covseg_jax.errors import InputError
+
+CONFIG_FILE = "config.json"
+NORMALIZATION_FILE = "normalization.npz"
+CHECKPOINT_DIR = "checkpoints"
+BEST_DIR = "checkpoints_best"
+
+# What orbax raises for a finished checkpoint whose files are truncated, corrupted or missing:
+# JSON and tensorstore errors are ValueErrors, a missing item directory a KeyError.
+DAMAGED_CHECKPOINT_ERRORS = (OSError, ValueError, KeyError)
+
+
+def parse_which(text):
+  """'best' or 'last' as they are; a step number as an int. Raises ValueError otherwise."""
+  text = str(text).strip()
+  if text in ("best", "last"):
+    return text
+  if text.isdigit():
+    return int(text)
+  raise ValueError(f"checkpoint must be 'best', 'last' or a step number, got {text!r}")
+
+
+def write_run_files(workdir, config, dataset):
+  """Writes config.json and normalization.npz (process 0 only).
+
+  normalization.npz holds what inference needs to prepare a new slice like the training ones:
+  'method' (data.normalization), 'image_size', 'lung_mask' (zero outside the lungs first),
+  'image_source', 'task', 'class_names' and, for 'zero_center', the training 'mean_image'.
+  """
+  if jax.process_index() != 0:
+    return
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, CONFIG_FILE), "w", encoding="utf-8") as f:
+    f.write(config.to_json_best_effort(indent=2))
+  arrays = {
+      "method": np.array(config.data.normalization),
+      "image_size": np.array(config.data.image_size),
+      "lung_mask": np.array(bool(config.data.lung_mask)),
+      "image_source": np.array(config.data.image_source),
+      "task": np.array(dataset.task),
+      "class_names": np.array(dataset.class_names),
+  }
+  if dataset.mean_image is not None:
+    arrays["mean_image"] = np.asarray(dataset.mean_image, np.float32)
+  np.savez(os.path.join(workdir, NORMALIZATION_FILE), **arrays)
+
+
+def load_config(workdir):
+  """The run's resolved config; InputError if config.json is missing or unreadable."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.isfile(path):
+    raise InputError(f"{workdir}: no {CONFIG_FILE}, not a training run directory")
+  try:
+    with open(path, encoding="utf-8") as f:
+      return ml_collections.ConfigDict(json.load(f))
+  except (OSError, ValueError) as e:
+    raise InputError(f"{path}: unreadable config ({e})") from e
+
+
+def load_normalization(workdir):
+  """normalization.npz as a dict of Python values (mean_image an array, or None)."""
+  path = os.path.join(workdir, NORMALIZATION_FILE)
+  if not os.path.isfile(path):
+    raise InputError(f"{workdir}: no {NORMALIZATION_FILE}, not a complete training run")
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      return {
+          "method": str(f["method"]),
+          "image_size": int(f["image_size"]),
+          "lung_mask": bool(f["lung_mask"]),
+          "image_source": str(f["image_source"]),
+          "task": str(f["task"]),
+          "class_names": tuple(str(name) for name in f["class_names"]),
+          "mean_image": np.asarray(f["mean_image"]) if "mean_image" in f else None,
+      }
+  except (OSError, ValueError, KeyError) as e:
+    raise InputError(f"{path}: unreadable normalization file ({e})") from e
+
+
+def _abstract(tree, sharding=None):
+  """ShapeDtypeStructs to restore into: each leaf's own sharding, or `sharding` for all."""
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                     sharding=x.sharding if sharding is None else sharding), tree)
+
+
+def _state_items(state):
+  return {"model": {"params": state.params, "batch_stats": state.batch_stats},
+          "train": {"step": state.step, "opt_state": state.opt_state}}
+
+
+def _restore_newest_good(manager, steps, args):
+  """Restores the newest of `steps` that orbax can read; returns (restored, step, damaged steps).
+
+  A damaged checkpoint makes orbax raise rather than fall back, so each is tried in turn from
+  the newest; `restored` is None when every one is damaged.
+  """
+  damaged = []
+  for step in sorted(steps, reverse=True):
+    try:
+      return manager.restore(step, args=args), step, damaged
+    except DAMAGED_CHECKPOINT_ERRORS as e:
+      logging.warning("%s/%d is damaged (%s: %s); trying the previous checkpoint",
+                      manager.directory, step, type(e).__name__, str(e).splitlines()[0][:300])
+      damaged.append(step)
+  return None, None, damaged
+
+
+class Checkpointer:
+  """Saves a TrainState periodically and when validation improves; resumes from the latest.
+
+  Saves are asynchronous: the arrays are copied off the device before `save` returns and
+  written in the background; `wait` blocks until they are on disk.
+  """
+
+  def __init__(self, workdir, checkpoint_config, total_steps):
+    if checkpoint_config.best_mode not in ("min", "max"):
+      raise ValueError(f"checkpoint.best_mode must be 'min' or 'max', got "
+                       f"{checkpoint_config.best_mode!r}")
+    self.best_metric = checkpoint_config.best_metric
+    self.best_mode = checkpoint_config.best_mode
+    self.best_value = None
+    policies = ocp.checkpoint_managers
+    self.latest = ocp.CheckpointManager(
+        os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR),
+        options=ocp.CheckpointManagerOptions(
+            save_decision_policy=policies.AnySavePolicy([
+                policies.FixedIntervalPolicy(checkpoint_config.every_steps),
+                policies.SpecificStepsPolicy((total_steps,)),
+                policies.PreemptionCheckpointingPolicy(),
+            ]),
+            preservation_policy=policies.LatestN(checkpoint_config.max_to_keep),
+            cleanup_tmp_directories=True))  # Leftovers of a save cut short by a kill.
+    # Saved only on improvement, so the latest N here are the best N in order.
+    self.best = ocp.CheckpointManager(
+        os.path.join(os.path.abspath(workdir), BEST_DIR),
+        options=ocp.CheckpointManagerOptions(
+            preservation_policy=policies.LatestN(checkpoint_config.max_to_keep),
+            cleanup_tmp_directories=True))
+
+  def restore(self, state):
+    """`state` with the arrays and step of the latest good checkpoint (unchanged if none).
+
+    Damaged checkpoints newer than the one restored are logged and deleted, so the resumed run
+    can save those steps again. Raises InputError if every checkpoint is damaged. The best value
+    so far is read back too, also when a run was killed before its first periodic save.
+    """
+    self.best_value = self._read_best_value()
+    steps = self.latest.all_steps()
+    if not steps:
+      return state
+    args = ocp.args.Composite(**{name: ocp.args.StandardRestore(_abstract(item))
+                                 for name, item in _state_items(state).items()})
+    restored, step, damaged = _restore_newest_good(self.latest, steps, args)
+    if restored is None:
+      raise InputError(f"{self.latest.directory}: every checkpoint (steps {sorted(steps)}) is "
+                       "damaged; move the directory away to train from scratch")
+    if damaged:
+      logging.warning("resuming from step %d: fell back past damaged checkpoint(s) %s, "
+                      "now deleted", step, sorted(damaged))
+      for bad in damaged:
+        self.latest.delete(bad)
+    logging.info("resumed from %s/%d (best %s so far: %s)", self.latest.directory, step,
+                 self.best_metric, self.best_value)
+    return state.replace(step=restored["train"]["step"], opt_state=restored["train"]["opt_state"],
+                         params=restored["model"]["params"],
+                         batch_stats=restored["model"]["batch_stats"])
+
+  def _read_best_value(self):
+    """best_metric's value in the newest readable best checkpoint (None if none, or if it was
+    chosen by another metric); damaged ones are deleted."""
+    args = ocp.args.Composite(meta=ocp.args.JsonRestore())
+    restored, _, damaged = _restore_newest_good(self.best, self.best.all_steps(), args)
+    for bad in damaged:
+      self.best.delete(bad)
+    if restored is None or restored["meta"]["metric"] != self.best_metric:
+      return None
+    return restored["meta"]["value"]
+
+  def save(self, step, state):
+    """Saves at every checkpoint.every_steps-th and at the last step; returns whether it did."""
+    args = ocp.args.Composite(**{name: ocp.args.StandardSave(item)
+                                 for name, item in _state_items(state).items()})
+    return self.latest.save(step, args=args)
+
+  def save_if_best(self, step, state, scalars):
+    """Saves to checkpoints_best when scalars[best_metric] beats every earlier validation."""
+    value = float(scalars[self.best_metric])
+    if not np.isfinite(value):
+      return False
+    if self.best_value is not None and not (
+        value < self.best_value if self.best_mode == "min" else value > self.best_value):
+      return False
+    # A run resumed from before its newest best checkpoint replays those steps; on another
+    # device count rounding can make a replayed value beat the stored one at the same step.
+    if step in self.best.all_steps():
+      return False
+    args = ocp.args.Composite(
+        meta=ocp.args.JsonSave({"metric": self.best_metric, "value": value,
+                                "scalars": {k: float(v) for k, v in scalars.items()}}),
+        **{name: ocp.args.StandardSave(item) for name, item in _state_items(state).items()})
+    self.best.save(step, args=args, force=True)
+    self.best_value = value
+    return True
+
+  def wait(self):
+    """Blocks until every started save is on disk."""
+    self.latest.wait_until_finished()
+    self.best.wait_until_finished()
+
+  def close(self):
+    self.wait()
+    self.latest.close()
+    self.best.close()
+
+
+@dataclasses.dataclass
+class Run:
+  """A trained run restored for evaluation or inference."""
+  config: ml_collections.ConfigDict
+  model: Any  # The flax module; apply with model.apply(variables, images, train=False).
+  variables: dict  # {'params', 'batch_stats'}, replicated over the mesh.
+  step: int
+  normalization: dict  # load_normalization's dict.
+  num_classes: int
+  class_names: tuple
+  task: str
+
+
+def _abstract_variables(model, image_size, sharding):
+  dummy = jax.ShapeDtypeStruct((1, image_size, image_size, 1), jnp.float32)
+  key = jax.random.key(0)
+  variables = jax.eval_shape(functools.partial(model.init, train=False),
+                             {"params": key, "dropout": key}, dummy)
+  return _abstract({"params": variables["params"],
+                    "batch_stats": variables.get("batch_stats", {})}, sharding)
+
+
+def restore_run(workdir, which: Union[str, int] = "best", mesh=None) -> Run:
+  """Restores a trained run from `workdir` alone.
+
+  Args:
+    workdir: the training run's directory.
+    which: 'best' (by validation), 'last' (the latest periodic save) or a step number. For
+      'best' and 'last' a damaged checkpoint falls back to the previous one, with a warning.
+    mesh: the mesh to place the (replicated) variables on; all devices by default. The
+      checkpoint may come from any number of devices.
+
+  Raises:
+    InputError: no config.json or normalization.npz, no such checkpoint, or all are damaged.
+  """
+  config = load_config(workdir)
+  normalization = load_normalization(workdir)
+  which = parse_which(which)
+  mesh = parallel.create_mesh() if mesh is None else mesh
+  task = config.data.task
+  num_classes = preprocess.num_classes(task)
+  model = models.get_model(config.model, num_classes)
+  abstract = _abstract_variables(model, config.data.image_size, parallel.replicated_sharding(mesh))
+
+  directories = {name: os.path.join(os.path.abspath(workdir), name)
+                 for name in (CHECKPOINT_DIR, BEST_DIR)}
+  managers = {name: ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(create=False))
+              for name, path in directories.items() if os.path.isdir(path)}
+  try:
+    if which == "best" or which == "last":
+      name = BEST_DIR if which == "best" else CHECKPOINT_DIR
+      manager = managers.get(name)
+      steps = manager.all_steps() if manager else []
+      if not steps:
+        raise InputError(f"{workdir}: no checkpoint in {name}/")
+    else:
+      manager = next((m for m in managers.values() if which in m.all_steps()), None)
+      if manager is None:
+        available = sorted({s for m in managers.values() for s in m.all_steps()})
+        raise InputError(f"{workdir}: no checkpoint at step {which} (steps: {available or 'none'})")
+      steps = [which]
+    args = ocp.args.Composite(model=ocp.args.StandardRestore(abstract))
+    restored, step, damaged = _restore_newest_good(manager, steps, args)
+  finally:
+    for manager in managers.values():
+      manager.close()
+  if restored is None:
+    raise InputError(f"{manager.directory}: checkpoint(s) {sorted(damaged)} damaged")
+  if damaged:
+    logging.warning("restored %s/%d: the newer checkpoint(s) %s are damaged",
+                    manager.directory, step, sorted(damaged))
+  return Run(config=config, model=model, variables=restored["model"], step=int(step),
+             normalization=normalization, num_classes=num_classes,
+             class_names=tuple(preprocess.CLASS_NAMES[task]), task=task)

@@ -1,0 +1,174 @@
+"""Evaluation: predict a split with a trained model, compute the papers' metrics, write the report.
+
+  python -m covseg_jax.main --workdir=runs/segnet_multi --mode=evaluate \
+      [--checkpoint=best|last|STEP] [--split=test|val]
+
+Training ends with the same evaluation (`evaluate_and_report`), so every trained run has its
+report; `evaluate_run` repeats it from the run directory alone.
+"""
+import functools
+import json
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from covseg_jax import checkpoint, losses, metrics, parallel, report
+from covseg_jax.data import pipeline
+
+# Pooled class-level metrics of the paper's Tables 4 and 6, plus precision and Jaccard.
+POOLED_METRICS = ("sensitivity", "specificity", "precision", "gmean", "dice", "f2", "jaccard")
+# Per-image class metrics kept for the per-image CSV and the box plots.
+PER_IMAGE_METRICS = ("dice", "sensitivity", "specificity")
+LUNG_METRICS = ("dsc", "jaccard", "fp_ratio", "fn_ratio", "me", "mae",
+                "relative_mean_intensity_difference", "abs_relative_mean_intensity_difference",
+                "relative_volume_difference", "abs_relative_volume_difference")
+
+
+def eval_step(variables, images, labels, class_weights, *, apply_fn, loss_name):
+  """Predictions (B,S,S) int32 and per-image losses (B,) for a batch, no augmentation."""
+  logits = apply_fn(variables, images, train=False)
+  per_image_loss = jax.vmap(
+      lambda l, y: losses.compute_loss(loss_name, l[None], y[None], class_weights))(logits, labels)
+  return jnp.argmax(logits, axis=-1).astype(jnp.int32), per_image_loss
+
+
+class Evaluator:
+  """Runs eval_step over a whole split in fixed-size, padded, sharded batches."""
+
+  def __init__(self, mesh, apply_fn, loss_name, class_weights, batch_size):
+    num_devices = mesh.devices.size
+    self.batch_size = -(-batch_size // num_devices) * num_devices  # Round up to the mesh.
+    self.sharding = parallel.batch_sharding(mesh)
+    self.class_weights = parallel.replicate(np.asarray(class_weights), mesh)
+    replicated = parallel.replicated_sharding(mesh)
+    self._step = jax.jit(functools.partial(eval_step, apply_fn=apply_fn, loss_name=loss_name),
+                         out_shardings=(replicated, replicated))
+
+  def __call__(self, variables, split):
+    """(predictions (N,S,S) int32, per-image losses (N,)) as host arrays.
+
+    variables: {'params', 'batch_stats'} on the mesh; split: a pipeline.SplitArrays.
+    """
+    n = len(split.images)
+    predictions, image_losses = [], []
+    for start in range(0, n, self.batch_size):
+      images = split.images[start:start + self.batch_size]
+      labels = split.labels[start:start + self.batch_size]
+      pad = self.batch_size - len(images)
+      if pad:  # Pad the last batch so every call has the same shape (one compilation).
+        images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
+        labels = np.concatenate([labels, np.zeros((pad,) + labels.shape[1:], labels.dtype)])
+      preds, batch_losses = self._step(variables, parallel.put_global(images, self.sharding),
+                                       parallel.put_global(labels, self.sharding),
+                                       self.class_weights)
+      predictions.append(np.asarray(preds)[:len(preds) - pad])
+      image_losses.append(np.asarray(batch_losses)[:len(batch_losses) - pad])
+    return np.concatenate(predictions), np.concatenate(image_losses)
+
+
+def split_metrics(labels, predictions, num_classes, class_names):
+  """The paper's numbers for one split: per-image global accuracy (mean, std) and pooled
+  class-level metrics (sensitivity, specificity, G-mean, Dice, F2, ...)."""
+  confusion = np.asarray(metrics.confusion_matrices(labels, predictions, num_classes))
+  return _confusion_metrics(confusion, class_names)
+
+
+def _confusion_metrics(confusion, class_names):
+  """split_metrics from per-image confusion matrices (N, C, C)."""
+  pooled_confusion = metrics.pooled_confusion_matrix(confusion)
+  pooled = metrics.class_metrics(pooled_confusion)
+  accuracy = metrics.class_metrics(confusion)["global_accuracy"]
+  return {
+      "num_images": int(len(confusion)),
+      "global_accuracy_mean": float(accuracy.mean()),
+      "global_accuracy_std": float(accuracy.std(ddof=1)) if len(accuracy) > 1 else math.nan,
+      "per_image_global_accuracy": accuracy.tolist(),
+      "pooled_confusion_matrix": pooled_confusion.tolist(),
+      "classes": {name: {key: float(pooled[key][c]) for key in POOLED_METRICS}
+                  for c, name in enumerate(class_names)},
+  }
+
+
+def compute_results(split, predictions, losses_per_image, task, class_names):
+  """Everything the report shows for one split, as plain Python values (NaN = undefined).
+
+  `split_metrics`' keys, plus 'task', 'class_names', 'slice_numbers', 'per_image_loss',
+  'per_image' {metric: {class: [...]}}, per class 'per_image_dice' {mean, std, count} over the
+  images where Dice is defined, and for the lung task 'lung' {'per_image', 'summary'}.
+  """
+  confusion = np.asarray(
+      metrics.confusion_matrices(split.labels, predictions, len(class_names)))
+  results = _confusion_metrics(confusion, class_names)
+  per_image = metrics.class_metrics(confusion)
+  dice_summary = metrics.summarize(per_image["dice"])
+  for c, name in enumerate(class_names):
+    results["classes"][name]["per_image_dice"] = {
+        key: float(dice_summary[key][c]) for key in ("mean", "std", "count")}
+  results.update({
+      "task": task,
+      "class_names": list(class_names),
+      "slice_numbers": [int(s) for s in split.slice_numbers],
+      "per_image_loss": np.asarray(losses_per_image, np.float64).tolist(),
+      "per_image": {key: {name: per_image[key][:, c].tolist() for c, name in enumerate(class_names)}
+                    for key in PER_IMAGE_METRICS},
+  })
+  if task == "lung":
+    # Intensities are the resized but un-normalised inputs (8-bit for the PNG sources, not HU).
+    lung = metrics.lung_metrics(split.labels, predictions, split.raw)
+    results["lung"] = {
+        "per_image": {key: np.asarray(lung[key], np.float64).tolist() for key in LUNG_METRICS},
+        "summary": {key: {k: float(v) for k, v in metrics.summarize(lung[key]).items()}
+                    for key in LUNG_METRICS},
+    }
+  return results
+
+
+def evaluate_and_report(workdir, config, split, evaluator, variables, *, split_name,
+                        checkpoint_name, step, task, class_names):
+  """Predicts `split`, writes <workdir>/<split>_metrics.json and <workdir>/report/; returns results.
+
+  checkpoint_name: 'best', 'last' or the step, recorded with the results.
+  """
+  predictions, image_losses = evaluator(variables, split)
+  results = compute_results(split, predictions, image_losses, task, class_names)
+  results.update({"split": split_name, "checkpoint": str(checkpoint_name), "step": int(step)})
+  if jax.process_index() == 0:
+    path = os.path.join(workdir, f"{split_name}_metrics.json")
+    with open(path, "w", encoding="utf-8") as f:
+      json.dump(report.json_ready(results), f, indent=2)
+    report_dir = report.write_report(workdir, config, results, split, predictions)
+    logging.info("%s (%s checkpoint, step %d): global accuracy %.4f +- %.4f; dice %s -> %s, %s",
+                 split_name, checkpoint_name, step, results["global_accuracy_mean"],
+                 results["global_accuracy_std"],
+                 ", ".join(f"{k} {v['dice']:.3f}" for k, v in results["classes"].items()),
+                 path, report_dir)
+  return results
+
+
+def evaluate_run(workdir, which=None, split_name=None, mesh=None):
+  """Restores a run from `workdir` alone, evaluates a split and writes its report.
+
+  Args:
+    workdir: a training run's directory.
+    which: 'best', 'last' or a step number; None takes the run's eval.checkpoint.
+    split_name: 'test', 'val' or 'train'; None takes the run's eval.split.
+    mesh: devices to evaluate on; all by default.
+
+  Returns:
+    The results dict (see `compute_results`), also written to <workdir>/<split>_metrics.json.
+  """
+  config = checkpoint.load_config(workdir)
+  which = checkpoint.parse_which(config.eval.checkpoint if which is None else which)
+  split_name = config.eval.split if split_name is None else split_name
+  mesh = parallel.create_mesh() if mesh is None else mesh
+  run = checkpoint.restore_run(workdir, which, mesh)
+  dataset = pipeline.load_dataset(run.config.data)
+  evaluator = Evaluator(mesh, run.model.apply, run.config.train.loss, dataset.class_weights,
+                        run.config.eval.batch_size)
+  return evaluate_and_report(workdir, run.config, dataset.split(split_name), evaluator,
+                             run.variables, split_name=split_name, checkpoint_name=which,
+                             step=run.step, task=run.task, class_names=run.class_names)

@@ -1,0 +1,95 @@
+"""Evaluation of a trained run from its directory alone; training's report and TensorBoard logs."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from covseg_jax import checkpoint, evaluate, summaries, train
+from covseg_jax.data import pipeline
+from tests import helpers
+from tests.test_summaries import hparams_written, read_events
+from tests.test_train import tiny_config
+
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+  """A 2-epoch tiny SegNet run: (workdir, config, training's returned test results)."""
+  config = tiny_config(helpers.data_dir_or_phantoms(tmp_path_factory))
+  config.train.image_summary_every_steps = 9
+  config.train.image_summary_slices = 2
+  workdir = str(tmp_path_factory.mktemp("run"))
+  return workdir, config, train.train_and_evaluate(config, workdir)
+
+
+def assert_report(workdir, split, num_images):
+  """Every table in every format, the per-image CSV, the curves, box plots and overlays."""
+  report_dir = os.path.join(workdir, "report")
+  files = {f"{split}_{table}.{ext}" for table in ("accuracy", "class_metrics")
+           for ext in ("md", "csv", "json")}
+  assert files | {f"{split}_per_image.csv", f"{split}_report.md"} <= set(os.listdir(report_dir))
+  figures = set(os.listdir(os.path.join(report_dir, "figures")))
+  assert {"curves.png", f"{split}_boxplots.png"} <= figures
+  assert len([f for f in figures if f.startswith(f"{split}_slice_")]) == num_images
+
+
+def test_training_writes_the_report_and_run_files(trained_run):
+  workdir, _, results = trained_run
+  assert results["checkpoint"] == "last" and results["step"] == 18
+  assert_report(workdir, "test", 18)
+  for name in (checkpoint.CONFIG_FILE, checkpoint.NORMALIZATION_FILE, "test_metrics.json"):
+    assert os.path.exists(os.path.join(workdir, name)), name
+  assert os.listdir(os.path.join(workdir, checkpoint.CHECKPOINT_DIR)) == ["18"]
+  assert os.listdir(os.path.join(workdir, checkpoint.BEST_DIR))
+
+
+def test_training_writes_tensorboard_scalars_images_and_hparams(trained_run):
+  workdir, config, _ = trained_run
+  events = read_events(workdir)
+  scalars = set(events.Tags()["scalars"])
+  assert {"train/loss", "train/learning_rate", "train/images_per_sec", "val/loss",
+          "val/global_accuracy", "val/dice/ground-glass_opacity"} <= scalars
+  assert [e.step for e in events.Scalars("val/loss")] == [9, 18]
+  images = events.Tags()["images"]
+  assert len(images) == 2 and all(tag.startswith("val/slice_") for tag in images)
+  (first, _) = events.Images(images[0])
+  assert (first.step, first.height, first.width) == (9, 32, 3 * 32 + 4)
+  assert hparams_written(events)["train.batch_size"] == config.train.batch_size
+
+
+def test_evaluation_from_the_workdir_alone_repeats_training_evaluation(trained_run, tmp_path):
+  workdir, _, trained = trained_run
+  copy = str(tmp_path / "copy")
+  shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns("report", "*_metrics.json"))
+  results = evaluate.evaluate_run(copy, which="last", split_name="test")
+  assert_report(copy, "test", 18)
+  assert results["per_image_global_accuracy"] == trained["per_image_global_accuracy"]
+  assert results["pooled_confusion_matrix"] == trained["pooled_confusion_matrix"]
+  with open(os.path.join(copy, "test_metrics.json")) as f:
+    assert json.load(f)["step"] == 18
+
+
+def test_evaluation_of_the_best_checkpoint_on_validation(trained_run, tmp_path):
+  workdir, config, _ = trained_run
+  copy = str(tmp_path / "copy")
+  shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns("report"))
+  results = evaluate.evaluate_run(copy, which="best", split_name="val")
+  assert_report(copy, "val", 10)
+  records = [r for r in summaries.read_metrics(workdir) if "val/loss" in r]
+  best = min(records, key=lambda r: r["val/loss"])
+  assert results["step"] == best["step"]
+  assert results["global_accuracy_mean"] == pytest.approx(best["val/global_accuracy"])
+  assert set(results["classes"]) == set(pipeline.load_dataset(config.data).class_names)
+
+
+def test_evaluate_command_on_a_directory_without_config_exits_2(tmp_path):
+  process = subprocess.run(
+      [sys.executable, "-m", "covseg_jax.main", f"--workdir={tmp_path}", "--mode=evaluate"],
+      capture_output=True, text=True, timeout=300,
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert process.returncode == 2
+  assert process.stderr.strip().splitlines()[-1] == (
+      f"error: {tmp_path}: no config.json, not a training run directory")

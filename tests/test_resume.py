@@ -1,0 +1,93 @@
+"""A training run killed with SIGKILL and started again ends exactly like an uninterrupted one.
+
+This is the reproducibility demonstration: the same command, run twice in one workdir with a
+SIGKILL in between, gives the same test metrics, curves and TensorBoard scalars as one run.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from covseg_jax import checkpoint, summaries
+from tests import helpers
+from tests.test_summaries import read_events
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOTAL_STEPS = 36  # 4 epochs of 72 training slices in batches of 8.
+
+
+def command(data_dir, workdir):
+  return [sys.executable, "-m", "covseg_jax.main", "--config=configs/segnet_multi.py:cpu",
+          f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
+          "--config.data.image_size=32", "--config.model.features=(4,8,16)",
+          "--config.train.epochs=4", "--config.train.val_every_steps=9",
+          "--config.train.log_every_steps=3", "--config.train.image_summary_every_steps=18",
+          "--config.checkpoint.every_steps=9"]
+
+
+def saved_steps(workdir):
+  directory = os.path.join(workdir, checkpoint.CHECKPOINT_DIR)
+  return sorted(int(d) for d in os.listdir(directory) if d.isdigit()) if os.path.isdir(
+      directory) else []
+
+
+def environment(cache_dir):
+  """The test's environment plus a persistent compilation cache, so that only the first of the
+  three processes pays for compiling (on a CPU, most of a small run's time)."""
+  return dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache_dir),
+              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+
+
+def run_to_completion(args, env):
+  process = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+  assert process.returncode == 0, process.stderr[-3000:]
+  return process.stderr
+
+
+def read_json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_result(tmp_path_factory, tmp_path):
+  data_dir = helpers.data_dir_or_phantoms(tmp_path_factory)
+  reference, resumed = str(tmp_path / "reference"), str(tmp_path / "resumed")
+  env = environment(tmp_path / "compilation_cache")
+  run_to_completion(command(data_dir, reference), env)
+
+  process = subprocess.Popen(command(data_dir, resumed), cwd=REPO, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    while not saved_steps(resumed) and process.poll() is None:
+      time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)  # As soon as the first checkpoint is on disk.
+  finally:
+    process.wait()
+  assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+  killed_at = saved_steps(resumed)
+  assert killed_at and max(killed_at) < TOTAL_STEPS
+  assert not os.path.exists(os.path.join(resumed, "test_metrics.json"))
+
+  log = run_to_completion(command(data_dir, resumed), env)
+  assert f"resuming at step {max(killed_at)}" in log
+
+  expected = read_json(os.path.join(reference, "test_metrics.json"))
+  actual = read_json(os.path.join(resumed, "test_metrics.json"))
+  for key in ("per_image_global_accuracy", "pooled_confusion_matrix", "per_image_loss",
+              "classes", "step"):
+    assert actual[key] == expected[key], key
+
+  # Curves: the same steps once each, with the same losses (timings differ).
+  def curve(workdir):
+    return [(r["step"], r.get("train/loss"), r.get("val/loss"))
+            for r in summaries.read_metrics(workdir)]
+  assert curve(resumed) == curve(reference)
+  tensorboard = read_events(resumed)
+  assert [(e.step, e.value) for e in tensorboard.Scalars("val/loss")] == [
+      (e.step, e.value) for e in read_events(reference).Scalars("val/loss")]
