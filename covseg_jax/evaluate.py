@@ -37,12 +37,17 @@ def eval_step(variables, images, labels, class_weights, *, apply_fn, loss_name):
 
 
 class Evaluator:
-  """Runs eval_step over a whole split in fixed-size, padded, sharded batches."""
+  """Runs eval_step over a whole split in fixed-size, padded, sharded batches.
+
+  Each process puts only its rows of a batch on its devices (parallel.process_batch_rows);
+  every process gets the whole batch's predictions back.
+  """
 
   def __init__(self, mesh, apply_fn, loss_name, class_weights, batch_size):
     num_devices = mesh.devices.size
     self.batch_size = -(-batch_size // num_devices) * num_devices  # Round up to the mesh.
-    self.sharding = parallel.batch_sharding(mesh)
+    self.mesh = mesh
+    self.rows = parallel.process_batch_rows(self.batch_size, mesh)
     self.class_weights = parallel.replicate(np.asarray(class_weights), mesh)
     replicated = parallel.replicated_sharding(mesh)
     self._step = jax.jit(functools.partial(eval_step, apply_fn=apply_fn, loss_name=loss_name),
@@ -54,20 +59,19 @@ class Evaluator:
     variables: {'params', 'batch_stats'} on the mesh; split: a pipeline.SplitArrays.
     """
     n = len(split.images)
+    padded = -(-n // self.batch_size) * self.batch_size  # Whole batches: one compilation.
+    images, labels = (np.concatenate([x, np.zeros((padded - n,) + x.shape[1:], x.dtype)])
+                      for x in (split.images, split.labels))
     predictions, image_losses = [], []
-    for start in range(0, n, self.batch_size):
-      images = split.images[start:start + self.batch_size]
-      labels = split.labels[start:start + self.batch_size]
-      pad = self.batch_size - len(images)
-      if pad:  # Pad the last batch so every call has the same shape (one compilation).
-        images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
-        labels = np.concatenate([labels, np.zeros((pad,) + labels.shape[1:], labels.dtype)])
-      preds, batch_losses = self._step(variables, parallel.put_global(images, self.sharding),
-                                       parallel.put_global(labels, self.sharding),
-                                       self.class_weights)
-      predictions.append(np.asarray(preds)[:len(preds) - pad])
-      image_losses.append(np.asarray(batch_losses)[:len(batch_losses) - pad])
-    return np.concatenate(predictions), np.concatenate(image_losses)
+    for start in range(0, padded, self.batch_size):
+      rows = start + self.rows  # This process's share of the batch.
+      preds, batch_losses = self._step(
+          variables, parallel.global_batch_from_local(images[rows], self.mesh, self.batch_size),
+          parallel.global_batch_from_local(labels[rows], self.mesh, self.batch_size),
+          self.class_weights)
+      predictions.append(np.asarray(preds))
+      image_losses.append(np.asarray(batch_losses))
+    return np.concatenate(predictions)[:n], np.concatenate(image_losses)[:n]
 
 
 def split_metrics(labels, predictions, num_classes, class_names):
