@@ -20,6 +20,7 @@ from covseg_jax.errors import InputError
 # Larger than any CT slice or series we expect; a header claiming more is damaged.
 MAX_IN_PLANE = 2048
 MAX_SLICES = 4096
+MAX_VOXELS = 2 ** 30  # 4 GiB as float32; e.g. 1024 x 1024 x 1024 or 512 x 512 x 4096.
 
 _GZIP_MAGIC = b'\x1f\x8b'
 # sizeof_hdr (first 4 bytes) and the magic string tell NIfTI-1 from NIfTI-2.
@@ -35,6 +36,8 @@ def _read_bytes(path):
     raise InputError(f'{path}: no such file')
   if path.is_dir():
     raise InputError(f'{path}: is a directory, expected a file')
+  if not path.is_file():  # A FIFO or device would block or never end.
+    raise InputError(f'{path}: not a regular file')
   try:
     blob = path.read_bytes()
   except PermissionError:
@@ -54,9 +57,12 @@ def _check_shape(path, shape):
     raise InputError(f'{path}: {len(shape)}D data of shape {shape}, expected 2D or 3D')
   if 0 in shape:
     raise InputError(f'{path}: a dimension has length 0 (shape {shape})')
-  if max(shape[:2]) > MAX_IN_PLANE or (len(shape) == 3 and shape[2] > MAX_SLICES):
-    raise InputError(f'{path}: implausible size {shape} (at most {MAX_IN_PLANE} in-plane '
-                     f'and {MAX_SLICES} slices)')
+  if min(shape) < 0:
+    raise InputError(f'{path}: invalid NIfTI header (negative dimension in shape {shape})')
+  if (max(shape[:2]) > MAX_IN_PLANE or (len(shape) == 3 and shape[2] > MAX_SLICES)
+      or np.prod(shape, dtype=np.int64) > MAX_VOXELS):
+    raise InputError(f'{path}: implausible size {shape} (at most {MAX_IN_PLANE} in-plane, '
+                     f'{MAX_SLICES} slices and {MAX_VOXELS} voxels)')
   return shape
 
 
