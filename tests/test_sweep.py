@@ -1,0 +1,138 @@
+"""Sweep launcher: run planning, a CI-sized sweep end to end, resuming, failures."""
+import argparse
+import json
+import os
+import pathlib
+
+import pytest
+
+from covseg_jax import results, sweep
+from tests import helpers
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+# The :cpu variant shrunk further: 32x32, a 4-8-16 SegNet, one epoch.
+TINY = ("--config.data.image_size=32", "--config.model.features=(4,8,16)",
+        "--config.train.epochs=1", "--config.train.val_every_steps=5",
+        "--config.train.log_every_steps=5", "--config.eval.batch_size=8")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return helpers.data_dir_or_phantoms(tmp_path_factory)
+
+
+@pytest.fixture
+def in_repo(monkeypatch):
+  """Runs from the repository root on one CPU device (conftest's 8 fake devices are for
+  the sharding tests; a batch of 4 would not split over them)."""
+  monkeypatch.chdir(REPO)
+  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("1-9", list(range(1, 10))), ("4,7", [4, 7]), ("1-3,7", [1, 2, 3, 7]), ("7,4,4", [4, 7]),
+    ("none", []), ("", [])])
+def test_parse_experiments(text, expected):
+  assert sweep.parse_experiments(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0", "10", "1-12", "a", "3-x"])
+def test_parse_experiments_rejects(text):
+  with pytest.raises(argparse.ArgumentTypeError):
+    sweep.parse_experiments(text)
+
+
+def test_plan_experiments_and_folds(in_repo):
+  runs = sweep.plan_runs("configs/unet_multi.py:cpu", "sw", [1, 4], 3, ["--config.train.epochs=2"])
+  assert [r.name for r in runs] == [f"exp{e}/fold{k}" for e in (1, 4) for k in range(3)]
+  run = runs[4]  # exp4, fold 1.
+  assert run.workdir == os.path.join("sw", "exp4", "fold1")
+  # The experiment comes after cpu: it keeps the paper's batch size (cpu sets its own).
+  assert run.args == ("--config=configs/unet_multi.py:cpu,exp4", "--workdir=sw/exp4/fold1",
+                      "--config.data.split=kfold", "--config.data.num_folds=3",
+                      "--config.data.fold=1", "--config.train.epochs=2")
+  config = sweep.load_config("configs/unet_multi.py:cpu,exp4")
+  assert (config.train.learning_rate, config.train.batch_size) == (5e-4, 2)
+
+
+def test_plan_single_runs(in_repo):
+  (run,) = sweep.plan_runs("configs/lung_resnet.py:cpu", "sw", [], 0, [])
+  assert (run.name, run.workdir) == (".", "sw")
+  assert run.args == ("--config=configs/lung_resnet.py:cpu", "--workdir=sw")
+  assert [r.name for r in sweep.plan_runs("configs/lung_resnet.py", "sw", [], 2, [])] == [
+      "fold0", "fold1"]
+
+
+@pytest.mark.parametrize("config, experiments, message", [
+    ("configs/lung_resnet.py", [1], "unknown config variant 'exp1'"),
+    ("configs/segnet_multi.py:exp3", [1], "give them with --experiments"),
+    ("configs/missing.py", [1], "no config file")])
+def test_plan_rejects(in_repo, config, experiments, message):
+  with pytest.raises(ValueError, match=message):
+    sweep.plan_runs(config, "sw", experiments, 0, [])
+
+
+def test_bad_arguments_exit_with_usage(in_repo, tmp_path):
+  for argv in (["--bogus"], ["--folds=1"], ["--config.train.epochs", "2"]):
+    with pytest.raises(SystemExit) as exit_info:
+      sweep.main(["--config=configs/segnet_multi.py", f"--root={tmp_path}"] + argv)
+    assert exit_info.value.code == 2
+
+
+def test_metrics_path_follows_eval_split():
+  assert sweep.metrics_path("w", []) == os.path.join("w", "test_metrics.json")
+  assert sweep.metrics_path("w", ["--config.eval.split=val"]) == os.path.join(
+      "w", "val_metrics.json")
+
+
+@pytest.mark.slow
+def test_tiny_cross_validation_end_to_end_and_resume(in_repo, data_dir, tmp_path, capsys):
+  root = tmp_path / "sweep"
+  argv = ["--config=configs/segnet_multi.py:cpu", f"--root={root}", "--experiments=4",
+          "--folds=2", f"--config.data.data_dir={data_dir}", *TINY]
+  assert sweep.main(argv) == 0
+  out = capsys.readouterr().out
+  assert "[2/2] exp4/fold1: done in" in out
+  for fold in range(2):
+    workdir = root / "exp4" / f"fold{fold}"
+    config = json.loads((workdir / "config.json").read_text())
+    assert (config["train"]["learning_rate"], config["train"]["batch_size"]) == (1e-3, 4)
+    assert (config["data"]["image_size"], config["model"]["features"]) == (32, [4, 8, 16])
+    assert (config["data"]["split"], config["data"]["num_folds"], config["data"]["fold"]) == (
+        "kfold", 2, fold)
+    record = json.loads((workdir / sweep.RUN_RECORD_FILE).read_text())
+    assert record["returncode"] == 0 and record["command"].startswith("python -m covseg_jax.main")
+    assert (workdir / sweep.LOG_FILE).stat().st_size > 0
+
+  # A second invocation skips both finished runs and starts no training.
+  done_file = root / "exp4" / "fold0" / "test_metrics.json"
+  mtime = done_file.stat().st_mtime_ns
+  assert sweep.main(argv) == 0
+  out = capsys.readouterr().out
+  assert out.count("finished earlier, skipped") == 2 and "running" not in out
+  assert done_file.stat().st_mtime_ns == mtime
+
+  text = results.collect(str(root), str(tmp_path / "tables"))
+  assert "### Cross-validation (Table 7), reduced: 32x32, 1 epochs" in text
+  assert "| 4 | 2/2 | test/global_accuracy |" in text
+  assert "Command: `python -m covseg_jax.sweep --config=configs/segnet_multi.py:cpu" in text
+  assert (tmp_path / "tables" / "kfold.csv").exists()
+
+
+def test_failed_run_is_reported_and_the_sweep_goes_on(in_repo, tmp_path, capsys):
+  root = tmp_path / "sweep"
+  argv = ["--config=configs/segnet_binary.py", f"--root={root}", "--experiments=1,2",
+          f"--config.data.data_dir={tmp_path / 'no_data_here'}"]
+  assert sweep.main(argv) == 1
+  out = capsys.readouterr().out
+  assert "[1/2] exp1: FAILED (exit status 2)" in out
+  assert "[2/2] exp2: FAILED (exit status 2)" in out
+  assert "error:" in out  # The run's one-line error, from the end of its log.
+  assert "2 of 2 run(s) failed: exp1, exp2" in out
+  record = json.loads((root / "exp2" / sweep.RUN_RECORD_FILE).read_text())
+  assert record["returncode"] == 2
+
+  # An unfinished run is started again with the same command, its log appended to.
+  assert sweep.main(argv[:2] + ["--experiments=1"] + argv[3:]) == 1
+  assert "[1/1] exp1: running" in capsys.readouterr().out
+  assert (root / "exp1" / sweep.LOG_FILE).read_text().count("error:") == 2
