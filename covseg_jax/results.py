@@ -138,6 +138,11 @@ def _number(value):
   return "undefined" if value is None or not math.isfinite(value) else f"{value:.3f}"
 
 
+def _number_or_dash(value):
+  """'—' where there is no number to show (e.g. one the paper does not give)."""
+  return "—" if value is None else _number(value)
+
+
 def _mean_std(mean, std):
   if mean is None:
     return "—"
@@ -305,8 +310,8 @@ def family_markdown(group, runs, selection, tables):
                 f"{best.label}. Pooled confusion matrix over its test images.", ""]
       lines += markdown_table(["class", "source"] + [label for _, label in CLASS_METRIC_NAMES],
                               [[row["class"], row["source"]]
-                               + [_number(row[k]) if row[k] is not None else "—"
-                                  for k, _ in CLASS_METRIC_NAMES] for row in rows])
+                               + [_number_or_dash(row[k]) for k, _ in CLASS_METRIC_NAMES]
+                               for row in rows])
       lines += [""]
       lung = best.test.get("lung", {}).get("summary")
       if lung:
@@ -323,12 +328,13 @@ def family_markdown(group, runs, selection, tables):
         [[row["experiment"] or "—", f"{row['folds']}/{row['num_folds']}", row["metric"],
           _mean_std(row["mean"], row["std"])
           + (f" ({row['defined_folds']} defined)" if row["defined_folds"] < row["folds"] else ""),
-          _number(row["paper_test_split"]) if row["paper_test_split"] is not None else "—"]
+          _number_or_dash(row["paper_test_split"])]
          for row in rows])
     lines += ["", "Per fold: the last validation scores (val/), and the mean global accuracy "
-              "over its test images and pooled Dice (test/). An undefined Dice (class absent from a fold's test images and prediction) is left "
-              "out of the mean. The paper's five-fold numbers are not available; its single-split "
-              "numbers are shown for scale.", ""]
+              "over its test images and pooled Dice (test/). An undefined Dice (class absent "
+              "from a fold's test images and prediction) is left out of the mean. The paper's "
+              "five-fold numbers are not available; its single-split numbers are shown for "
+              "scale.", ""]
   return lines
 
 

@@ -64,7 +64,8 @@ def multi_sweep(tmp_path):
 
 def test_best_run_is_chosen_by_validation_never_by_test(multi_sweep, tmp_path):
   text = results.collect(str(multi_sweep), str(tmp_path / "out"))
-  assert "| **exp7** (selected) | 0.003 | 4 | 0.900 | 0.300 | 0.880 ± 0.060 | 0.907 ± 0.060 |" in text
+  assert ("| **exp7** (selected) | 0.003 | 4 | 0.900 | 0.300 | 0.880 ± 0.060 | 0.907 ± 0.060 |"
+          in text)
   assert "| exp1 | 0.0001 | 4 | 0.800 | 0.100 | 0.810 ± 0.070 | 0.703 ± 0.063 |" in text
   accuracy = read_csv(tmp_path / "out" / "accuracy.csv")
   assert [(r["experiment"], r["selected"]) for r in accuracy] == [

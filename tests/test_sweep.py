@@ -55,6 +55,15 @@ def test_plan_experiments_and_folds(in_repo):
   assert (config.train.learning_rate, config.train.batch_size) == (5e-4, 2)
 
 
+def test_improved_config_differs_from_the_paper_only_in_its_loss(in_repo):
+  for variant in ("", ":cpu,exp3"):
+    paper = sweep.load_config(f"configs/segnet_multi.py{variant}").to_dict()
+    improved = sweep.load_config(f"configs/segnet_multi_ce_dice.py{variant}").to_dict()
+    assert (paper["train"].pop("loss"), improved["train"].pop("loss")) == (
+        "weighted_ce", "weighted_ce+dice")
+    assert improved == paper
+
+
 def test_plan_single_runs(in_repo):
   (run,) = sweep.plan_runs("configs/lung_resnet.py:cpu", "sw", [], 0, [])
   assert (run.name, run.workdir) == (".", "sw")
