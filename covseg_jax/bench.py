@@ -6,7 +6,8 @@
 
 Mode `step` jits train.train_step as train.train_and_evaluate does (donated state, a 72-image
 random training set resident on the device, batches gathered and augmented inside the step; the
-host sends the batch indices and the step key every step, as the loop does). Mode `eval` times
+host sends the batch indices and the step key every step, as the loop does; with
+`--steps_per_call=K` K steps run in one lax.scan instead, the candidate for GPU). Mode `eval` times
 evaluate.Evaluator on one full batch, host transfers included. Mode `run` times
 train.train_and_evaluate end to end (data loading, compilation, validation and test included).
 
@@ -152,6 +153,7 @@ def _time_calls(call, count, block):
 
 
 def _random_split(config, num_images, num_classes, seed=0):
+  """Random images and labels at the config's size, shaped like a pipeline.SplitArrays."""
   size = config.data.image_size
   rng = np.random.default_rng(seed)
   return types.SimpleNamespace(
@@ -160,6 +162,7 @@ def _random_split(config, num_images, num_classes, seed=0):
 
 
 def _setup(config, mesh):
+  """(model, number of classes, replicated train state) as train_and_evaluate builds them."""
   num_classes = preprocess.num_classes(config.data.task)
   model = models.get_model(config.model, num_classes)
   tc = config.train
@@ -170,6 +173,7 @@ def _setup(config, mesh):
 
 
 def _case(config, mode, mesh, batch_size):
+  """The fields that name a case and the machine."""
   form_key = FORM_KEYS.get(config.model.name)
   device = mesh.devices.flat[0]
   return {
@@ -202,28 +206,46 @@ def _timing_fields(times, batch_size, flops_per_image, compile_seconds, device):
   }
 
 
+def scanned_train_steps(state, images, labels, indices, step_rng, class_weights, *,
+                        train_config, sharding):
+  """len(indices) train.train_steps in one lax.scan: one dispatch for several steps.
+
+  indices (K, B) holds the K batches; each step's key is fold_in(step_rng, state.step), the key
+  the training loop gives step state.step, so the updates equal K train_step calls.
+  """
+  def body(state, batch_indices):
+    return train.train_step(state, images, labels, batch_indices,
+                            jax.random.fold_in(step_rng, state.step), class_weights,
+                            train_config=train_config, sharding=sharding)
+
+  state, metrics = jax.lax.scan(body, state, indices)
+  return state, jax.tree.map(lambda m: m[-1], metrics)
+
+
 class StepBench:
   """One case of the training step (mode 'step'), built, compiled and warmed up.
 
   Calling it runs one more step exactly as the training loop does: the host sends the batch's
   indices (from pipeline.epoch_order) and the step's key; the step gathers and augments the
-  batch from the resident training set and updates the donated state.
+  batch from the resident training set and updates the donated state. With steps_per_call K > 1
+  a call runs K steps in one lax.scan (scanned_train_steps, the host sending only the K batches'
+  indices), and the row reports times per step.
   """
   mode = "step"
 
-  def __init__(self, config, mesh=None, warmup=3):
+  def __init__(self, config, mesh=None, warmup=3, steps_per_call=1):
     self.config, self.mesh = config, mesh or parallel.create_mesh()
     tc = config.train
     parallel.check_batch_size(tc.batch_size, self.mesh)
-    self.batch_size = tc.batch_size
+    self.batch_size, self.steps_per_call = tc.batch_size, steps_per_call
     model, num_classes, self._state = _setup(config, self.mesh)
     self.flops = conv_flops(model, config.data.image_size)
     data = _random_split(config, PAPER_TRAIN_IMAGES, num_classes)
     self._data = parallel.replicate(
         (data.images, data.labels, np.ones(num_classes, np.float32)), self.mesh)
     self._step_fn = jax.jit(
-        functools.partial(train.train_step, train_config=tc,
-                          sharding=parallel.batch_sharding(self.mesh)),
+        functools.partial(train.train_step if steps_per_call == 1 else scanned_train_steps,
+                          train_config=tc, sharding=parallel.batch_sharding(self.mesh)),
         donate_argnums=0)
     self._rng = jax.random.key(1)
     self._step = 0
@@ -236,28 +258,37 @@ class StepBench:
         memory.argument_size_in_bytes + memory.output_size_in_bytes
         + memory.temp_size_in_bytes - memory.alias_size_in_bytes) / 2**20
 
-  def _args(self):
-    steps_per_epoch = PAPER_TRAIN_IMAGES // self.batch_size
-    epoch, step_in_epoch = divmod(self._step, steps_per_epoch)
+  def _indices(self, step):
+    epoch, step_in_epoch = divmod(step, PAPER_TRAIN_IMAGES // self.batch_size)
     order = pipeline.epoch_order(self.config.seed, epoch, PAPER_TRAIN_IMAGES)
-    indices = order[step_in_epoch * self.batch_size:(step_in_epoch + 1) * self.batch_size]
+    return order[step_in_epoch * self.batch_size:(step_in_epoch + 1) * self.batch_size]
+
+  def _args(self):
     images, labels, class_weights = self._data
-    return (images, labels, parallel.replicate(indices.astype(np.int32), self.mesh),
-            jax.random.fold_in(self._rng, self._step), class_weights)
+    if self.steps_per_call == 1:
+      indices, key = self._indices(self._step), jax.random.fold_in(self._rng, self._step)
+    else:
+      indices = np.stack([self._indices(self._step + i) for i in range(self.steps_per_call)])
+      key = self._rng
+    return (images, labels, parallel.replicate(indices.astype(np.int32), self.mesh), key,
+            class_weights)
 
   def __call__(self):
     self._state, metrics = self._step_fn(self._state, *self._args())
-    self._step += 1
+    self._step += self.steps_per_call
     return metrics
 
   def row(self, times, async_seconds):
-    """The case's row from the blocked step times and the mean unblocked step time."""
+    """The case's row from the blocked call times and the mean unblocked call time."""
+    k = self.steps_per_call
     total_steps = PAPER_EPOCHS * (PAPER_TRAIN_IMAGES // self.batch_size)
     row = _case(self.config, self.mode, self.mesh, self.batch_size)
-    row.update(_timing_fields(times, self.batch_size, TRAIN_FLOP_FACTOR * self.flops,
-                              self.compile_s, self.mesh.devices.flat[0]))
+    row.update(_timing_fields([(wall / k, cpu / k) for wall, cpu in times], self.batch_size,
+                              TRAIN_FLOP_FACTOR * self.flops, self.compile_s,
+                              self.mesh.devices.flat[0]))
     row.update({
-        "async_step_ms": 1e3 * async_seconds,
+        "steps_per_call": k,
+        "async_step_ms": 1e3 * async_seconds / k,
         "gflop_fwd_per_image": self.flops / 1e9,
         "flop_factor": TRAIN_FLOP_FACTOR,
         "xla_memory_mb": self.xla_memory_mb,
@@ -353,7 +384,8 @@ def bench_run(config):
 
 _COLUMNS = (("network", "network", "{}"), ("mode", "mode", "{}"), ("form", "form", "{}"),
             ("dtype", "dtype", "{}"), ("size", "image_size", "{}"), ("batch", "batch_size", "{}"),
-            ("step ms", "step_ms", "{:.1f}"), ("async ms", "async_step_ms", "{:.1f}"),
+            ("steps/call", "steps_per_call", "{}"), ("step ms", "step_ms", "{:.1f}"),
+            ("async ms", "async_step_ms", "{:.1f}"),
             ("CPU ms", "cpu_ms", "{:.1f}"),
             ("img/s", "images_per_s", "{:.1f}"), ("GFLOP/img", "gflop_fwd_per_image", "{:.2f}"),
             ("TFLOP/s", "tflops", "{:.3f}"), ("compile s", "compile_s", "{:.1f}"),
@@ -389,17 +421,20 @@ def configure(config, dtype=None, image_size=None, batch_size=None, form=None):
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("model", ["segnet"],
-                          f"Preset ({', '.join(PRESETS)}) or config file[:variant]; repeatable.")
+                          f"Preset ({', '.join(PRESETS)}) or config file[:variant].")
 flags.DEFINE_multi_enum("mode", ["step"], ["step", "eval", "run"],
                         "step: training step; eval: Evaluator batch; run: train_and_evaluate.")
-flags.DEFINE_multi_integer("batch_size", None, "Batch size of the timed step (default: the "
-                           "config's train.batch_size for step and run, eval.batch_size for eval).")
+flags.DEFINE_multi_integer("batch_size", None, "Batch size; sets train.batch_size and "
+                           "eval.batch_size (default: the config's, eval.batch_size in eval mode).")
 flags.DEFINE_multi_integer("image_size", None, "Image size (default: the config's).")
-flags.DEFINE_multi_enum("dtype", None, ["float32", "bfloat16"], "Compute dtype (default: config's).")
+flags.DEFINE_multi_enum("dtype", None, ["float32", "bfloat16"],
+                        "Compute dtype (default: the config's).")
 flags.DEFINE_multi_enum("unpool", None, ["scatter", "onehot"], "SegNet un-pooling form.")
 flags.DEFINE_multi_enum("upsample", None, ["depth_to_space", "transpose"], "U-Net up-sampling.")
 flags.DEFINE_multi_enum("dilation_impl", None, ["space_to_batch", "rhs_dilation"],
                         "HighResNet dilated convolutions.")
+flags.DEFINE_multi_integer("steps_per_call", [1], "Training steps per call: 1 is the training "
+                           "loop's per-step jit; K > 1 runs K steps in one lax.scan.")
 flags.DEFINE_integer("steps", 20, "Timed calls per case.")
 flags.DEFINE_integer("warmup", 3, "Untimed calls before timing (compilation included).")
 flags.DEFINE_bool("interleave", False, "Build every step/eval case first, then time them "
@@ -432,11 +467,16 @@ def main(argv):
       if mode == "run":
         emit(spec, bench_run(config))
         continue
-      bench = (StepBench if mode == "step" else EvalBench)(config, warmup=FLAGS.warmup)
-      if FLAGS.interleave:
-        pending.append((spec, bench))
+      if mode == "step":
+        benches = [StepBench(config, warmup=FLAGS.warmup, steps_per_call=k)
+                   for k in FLAGS.steps_per_call]
       else:
-        emit(spec, measure([bench], FLAGS.steps)[0])
+        benches = [EvalBench(config, warmup=FLAGS.warmup)]
+      for bench in benches:
+        if FLAGS.interleave:
+          pending.append((spec, bench))
+        else:
+          emit(spec, measure([bench], FLAGS.steps)[0])
   if pending:
     for (spec, _), row in zip(pending, measure([b for _, b in pending], FLAGS.steps, True)):
       emit(spec, row)
