@@ -53,6 +53,10 @@ def get_config(arg=None):
   config.train.log_every_steps = 10
   config.train.image_summary_every_steps = 180  # TensorBoard overlays of fixed val slices.
   config.train.image_summary_slices = 3  # The validation slices with the most foreground.
+  # Training steps per compiled call, run in one lax.scan; a call never runs past a log,
+  # validation or checkpoint step. 1 (a plain step per call) is the fastest on CPU, where the scan
+  # is 14-17x slower (BENCHMARKS.md); on a GPU compare with `bench --steps_per_call`.
+  config.train.steps_per_call = 1
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.every_steps = 200  # Periodic save; the last step is always saved.

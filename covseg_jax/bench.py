@@ -4,10 +4,10 @@
   python -m covseg_jax.bench --model=segnet --unpool=scatter --unpool=onehot --interleave
   python -m covseg_jax.bench --model=configs/segnet_multi.py:cpu --mode=run --json=bench.jsonl
 
-Mode `step` jits train.train_step as train.train_and_evaluate does (donated state, a 72-image
+Mode `step` jits train.train_steps as train.train_and_evaluate does (donated state, a 72-image
 random training set resident on the device, batches gathered and augmented inside the step; the
-host sends the batch indices and the step key every step, as the loop does; with
-`--steps_per_call=K` K steps run in one lax.scan instead, the candidate for GPU). Mode `eval` times
+host sends the batch indices and the run's step key every call, as the loop does; with
+`--steps_per_call=K` K steps run in one lax.scan, as train.steps_per_call=K does). Mode `eval` times
 evaluate.Evaluator on one full batch, host transfers included. Mode `run` times
 train.train_and_evaluate end to end (data loading, compilation, validation and test included).
 
@@ -206,30 +206,14 @@ def _timing_fields(times, batch_size, flops_per_image, compile_seconds, device):
   }
 
 
-def scanned_train_steps(state, images, labels, indices, step_rng, class_weights, *,
-                        train_config, sharding):
-  """len(indices) train.train_steps in one lax.scan: one dispatch for several steps.
-
-  indices (K, B) holds the K batches; each step's key is fold_in(step_rng, state.step), the key
-  the training loop gives step state.step, so the updates equal K train_step calls.
-  """
-  def body(state, batch_indices):
-    return train.train_step(state, images, labels, batch_indices,
-                            jax.random.fold_in(step_rng, state.step), class_weights,
-                            train_config=train_config, sharding=sharding)
-
-  state, metrics = jax.lax.scan(body, state, indices)
-  return state, jax.tree.map(lambda m: m[-1], metrics)
-
-
 class StepBench:
   """One case of the training step (mode 'step'), built, compiled and warmed up.
 
-  Calling it runs one more step exactly as the training loop does: the host sends the batch's
-  indices (from pipeline.epoch_order) and the step's key; the step gathers and augments the
-  batch from the resident training set and updates the donated state. With steps_per_call K > 1
-  a call runs K steps in one lax.scan (scanned_train_steps, the host sending only the K batches'
-  indices), and the row reports times per step.
+  Calling it runs steps_per_call more steps exactly as the training loop does with
+  train.steps_per_call: the host sends the batches' indices (train.batch_indices) and the run's
+  step key; train.train_steps folds in each step's number, gathers and augments the batch from
+  the resident training set and updates the donated state (K > 1 steps in one lax.scan). The row
+  reports times per step.
   """
   mode = "step"
 
@@ -244,8 +228,8 @@ class StepBench:
     self._data = parallel.replicate(
         (data.images, data.labels, np.ones(num_classes, np.float32)), self.mesh)
     self._step_fn = jax.jit(
-        functools.partial(train.train_step if steps_per_call == 1 else scanned_train_steps,
-                          train_config=tc, sharding=parallel.batch_sharding(self.mesh)),
+        functools.partial(train.train_steps, train_config=tc,
+                          sharding=parallel.batch_sharding(self.mesh)),
         donate_argnums=0)
     self._rng = jax.random.key(1)
     self._step = 0
@@ -258,20 +242,13 @@ class StepBench:
         memory.argument_size_in_bytes + memory.output_size_in_bytes
         + memory.temp_size_in_bytes - memory.alias_size_in_bytes) / 2**20
 
-  def _indices(self, step):
-    epoch, step_in_epoch = divmod(step, PAPER_TRAIN_IMAGES // self.batch_size)
-    order = pipeline.epoch_order(self.config.seed, epoch, PAPER_TRAIN_IMAGES)
-    return order[step_in_epoch * self.batch_size:(step_in_epoch + 1) * self.batch_size]
-
   def _args(self):
     images, labels, class_weights = self._data
-    if self.steps_per_call == 1:
-      indices, key = self._indices(self._step), jax.random.fold_in(self._rng, self._step)
-    else:
-      indices = np.stack([self._indices(self._step + i) for i in range(self.steps_per_call)])
-      key = self._rng
-    return (images, labels, parallel.replicate(indices.astype(np.int32), self.mesh), key,
-            class_weights)
+    indices = np.stack([
+        train.batch_indices(self.config.seed, step, PAPER_TRAIN_IMAGES // self.batch_size,
+                            self.batch_size, PAPER_TRAIN_IMAGES)
+        for step in range(self._step, self._step + self.steps_per_call)])
+    return (images, labels, parallel.replicate(indices, self.mesh), self._rng, class_weights)
 
   def __call__(self):
     self._state, metrics = self._step_fn(self._state, *self._args())

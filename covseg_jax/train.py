@@ -85,6 +85,40 @@ def train_step(state, images, labels, indices, key, class_weights, *, train_conf
   return state, {"loss": loss}
 
 
+def train_steps(state, images, labels, indices, step_rng, class_weights, *, train_config,
+                sharding):
+  """len(indices) train_steps in one compiled call; returns the last step's metrics.
+
+  indices (K,B) holds K batches. Step s (state.step before it) uses the key
+  fold_in(step_rng, s), so the updates do not depend on how the steps are grouped into calls.
+  K > 1 runs the steps in a lax.scan: one dispatch for K steps, which PERFORMANCE.md measured
+  faster on a GPU and 14-17x slower on XLA:CPU (BENCHMARKS.md); K = 1 is a plain step.
+  """
+  def body(state, batch_indices):
+    return train_step(state, images, labels, batch_indices,
+                      jax.random.fold_in(step_rng, state.step), class_weights,
+                      train_config=train_config, sharding=sharding)
+
+  if indices.shape[0] == 1:
+    return body(state, indices[0])
+  state, metrics = jax.lax.scan(body, state, indices)
+  return state, jax.tree.map(lambda m: m[-1], metrics)
+
+
+def batch_indices(seed, step, steps_per_epoch, batch_size, num_train):
+  """The training-set indices of step `step`'s batch: a slice of its epoch's order."""
+  epoch, step_in_epoch = divmod(step, steps_per_epoch)
+  order = pipeline.epoch_order(seed, epoch, num_train)
+  return order[step_in_epoch * batch_size:(step_in_epoch + 1) * batch_size].astype(np.int32)
+
+
+def steps_until_host_event(step, train_config, checkpoint_config, total_steps):
+  """Steps from `step` to the next one after which the loop logs, validates or saves."""
+  periods = (train_config.log_every_steps, train_config.val_every_steps,
+             train_config.image_summary_every_steps, checkpoint_config.every_steps)
+  return min([total_steps] + [(step // p + 1) * p for p in periods]) - step
+
+
 def model_variables(state):
   """The variables a forward pass needs: {'params', 'batch_stats'}."""
   return {"params": state.params, "batch_stats": state.batch_stats}
@@ -117,6 +151,8 @@ def train_and_evaluate(config, workdir):
   parallel.check_batch_size(tc.batch_size, mesh)
   dataset = pipeline.load_dataset(config.data)
   num_train = len(dataset.train.images)
+  if tc.steps_per_call < 1:
+    raise ValueError(f"train.steps_per_call={tc.steps_per_call} must be at least 1")
   if tc.batch_size > num_train:
     raise ValueError(f"train.batch_size={tc.batch_size} exceeds the {num_train} training images")
   if config.checkpoint.best_metric not in _validation_scalar_names(dataset.class_names):
@@ -147,7 +183,7 @@ def train_and_evaluate(config, workdir):
   train_labels = parallel.replicate(dataset.train.labels, mesh)
   class_weights = parallel.replicate(dataset.class_weights, mesh)
   step_fn = jax.jit(
-      functools.partial(train_step, train_config=tc, sharding=parallel.batch_sharding(mesh)),
+      functools.partial(train_steps, train_config=tc, sharding=parallel.batch_sharding(mesh)),
       donate_argnums=0)
   evaluator = evaluate.Evaluator(mesh, model.apply, tc.loss, dataset.class_weights,
                                  config.eval.batch_size)
@@ -160,23 +196,24 @@ def train_and_evaluate(config, workdir):
                config.model.name, dataset.task, total_steps, tc.epochs, steps_per_epoch,
                tc.batch_size, mesh.devices.size,
                f", resuming at step {start_step}" if start_step else "")
-  order, order_epoch = None, -1
   timer_start, timer_step = time.perf_counter(), start_step
-  for step in range(start_step, total_steps):
-    epoch, step_in_epoch = divmod(step, steps_per_epoch)
-    if epoch != order_epoch:
-      order, order_epoch = pipeline.epoch_order(config.seed, epoch, num_train), epoch
-    indices = order[step_in_epoch * tc.batch_size:(step_in_epoch + 1) * tc.batch_size]
+  done = start_step
+  while done < total_steps:
+    step = done
+    count = min(tc.steps_per_call,
+                steps_until_host_event(step, tc, config.checkpoint, total_steps))
+    indices = np.stack([batch_indices(config.seed, s, steps_per_epoch, tc.batch_size, num_train)
+                        for s in range(step, step + count)])
     state, step_metrics = step_fn(state, train_images, train_labels,
-                                  parallel.replicate(indices.astype(np.int32), mesh),
-                                  jax.random.fold_in(step_rng, step), class_weights)
-    done = step + 1
+                                  parallel.replicate(indices, mesh), step_rng, class_weights)
+    done = step + count
+    epoch = (done - 1) // steps_per_epoch
     if done % tc.log_every_steps == 0 or done == total_steps:
       loss = float(step_metrics["loss"])  # Blocks: the timing below is honest.
       elapsed = time.perf_counter() - timer_start
       images_per_sec = (done - timer_step) * tc.batch_size / max(elapsed, 1e-9)
       eta = (total_steps - done) * tc.batch_size / max(images_per_sec, 1e-9)
-      lr = float(learning_rate_fn(step))
+      lr = float(learning_rate_fn(done - 1))
       writer.write_scalars(done, {"train/loss": loss, "train/learning_rate": lr,
                                   "train/images_per_sec": images_per_sec, "epoch": epoch + 1})
       logging.info("epoch %d/%d step %d/%d loss %.4f lr %.2e %.1f img/s ETA %s",

@@ -1,15 +1,13 @@
 """The benchmark: its FLOP counter against hand counts and the paper's networks, and a smoke run."""
-import functools
 import json
 
 import jax
-import numpy as np
 import pytest
 from absl import flags
 from absl.testing import flagsaver
 
 from configs import segnet_multi
-from covseg_jax import bench, models, parallel, train
+from covseg_jax import bench, models
 from covseg_jax.data import preprocess
 from tests import helpers
 
@@ -110,32 +108,3 @@ def test_benchmark_run_mode(tmp_path_factory):
   assert row["wall_s"] > row["compile_s"] > 0
   assert 0 <= row["test_global_accuracy"] <= 1
 
-
-def test_scanned_train_steps_equal_single_steps():
-  """K steps in one lax.scan make the same updates as K train_step calls with the loop's keys."""
-  config = segnet_multi.get_config("cpu")
-  config.model.features, config.model.convs_per_stage = (4,), (1,)
-  config = bench.configure(config, image_size=16, batch_size=2)
-  mesh = parallel.create_mesh(jax.devices()[:1])
-  num_classes = preprocess.num_classes(config.data.task)
-  state = train.create_train_state(
-      jax.random.key(0), models.get_model(config.model, num_classes), 16,
-      train.create_optimizer(config.train, train.create_learning_rate_fn(config.train, 3)))
-  rng = np.random.default_rng(0)
-  images = rng.standard_normal((6, 16, 16, 1)).astype(np.float32)
-  labels = rng.integers(0, num_classes, (6, 16, 16)).astype(np.int32)
-  weights = np.ones(num_classes, np.float32)
-  indices = np.array([[0, 1], [2, 3], [4, 5]], np.int32)
-  step_rng = jax.random.key(3)
-  kwargs = dict(train_config=config.train, sharding=parallel.batch_sharding(mesh))
-  step = jax.jit(functools.partial(train.train_step, **kwargs))
-  single = state
-  for i, batch in enumerate(indices):
-    single, single_metrics = step(single, images, labels, batch,
-                                  jax.random.fold_in(step_rng, i), weights)
-  scanned, scanned_metrics = jax.jit(functools.partial(bench.scanned_train_steps, **kwargs))(
-      state, images, labels, indices, step_rng, weights)
-  assert int(scanned.step) == int(single.step) == 3
-  assert float(scanned_metrics["loss"]) == pytest.approx(float(single_metrics["loss"]), rel=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
-               scanned.params, single.params)

@@ -116,3 +116,69 @@ def test_train_and_evaluate_writes_results_and_is_deterministic(data_dir, tmp_pa
   assert set(written["classes"]) == set(pipeline.load_dataset(config.data).class_names)
   assert 0.0 <= written["global_accuracy_mean"] <= 1.0
   assert results[0]["per_image_global_accuracy"] == results[1]["per_image_global_accuracy"]
+
+
+def test_scanned_steps_equal_single_steps():
+  """K steps in one lax.scan make the same updates as K one-step calls."""
+  config = segnet_multi.get_config("cpu")
+  config.model.features, config.model.convs_per_stage = (4,), (1,)
+  config.data.image_size, config.train.batch_size = 16, 2
+  mesh = parallel.create_mesh(jax.devices()[:1])
+  state = train.create_train_state(
+      jax.random.key(0), models.get_model(config.model, 4), 16,
+      train.create_optimizer(config.train, train.create_learning_rate_fn(config.train, 3)))
+  rng = np.random.default_rng(0)
+  images = rng.standard_normal((6, 16, 16, 1)).astype(np.float32)
+  labels = rng.integers(0, 4, (6, 16, 16)).astype(np.int32)
+  weights = np.ones(4, np.float32)
+  indices = np.array([[0, 1], [2, 3], [4, 5]], np.int32)
+  step_rng = jax.random.key(3)
+  steps = jax.jit(functools.partial(train.train_steps, train_config=config.train,
+                                    sharding=parallel.batch_sharding(mesh)))
+  single = state
+  for batch in indices:
+    single, single_metrics = steps(single, images, labels, batch[None], step_rng, weights)
+  scanned, scanned_metrics = steps(state, images, labels, indices, step_rng, weights)
+  assert int(scanned.step) == int(single.step) == 3
+  assert float(scanned_metrics["loss"]) == pytest.approx(float(single_metrics["loss"]), rel=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               scanned.params, single.params)
+
+
+def test_steps_until_host_event():
+  config = segnet_multi.get_config()
+  tc, cc = config.train, config.checkpoint
+  tc.log_every_steps, tc.val_every_steps, tc.image_summary_every_steps = 10, 15, 180
+  cc.every_steps = 200
+  assert [train.steps_until_host_event(s, tc, cc, 1000) for s in (0, 9, 10, 12, 15)] == [
+      10, 1, 5, 3, 5]
+  assert train.steps_until_host_event(995, tc, cc, 997) == 2  # The last step is an event.
+  assert train.steps_until_host_event(195, tc, cc, 1000) == 5
+
+
+def test_steps_per_call_does_not_change_the_run(data_dir, tmp_path):
+  """A run with 3 steps per call logs, validates and ends like one with 1 (to rounding)."""
+  config = tiny_config(data_dir)
+  config.train.shear_degrees = 0.0  # Its rounding depends on the compiled program's fusions.
+  runs = []
+  for steps_per_call in (1, 3):
+    config.train.steps_per_call = steps_per_call
+    workdir = tmp_path / str(steps_per_call)
+    results = train.train_and_evaluate(config, str(workdir))
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    runs.append((results, [r for r in records if "train/loss" in r or "val/loss" in r]))
+  (results1, records1), (results3, records3) = runs
+  assert [r["step"] for r in records1] == [r["step"] for r in records3]
+  for r1, r3 in zip(records1, records3):
+    for name in ("train/loss", "val/loss"):
+      if name in r1:
+        assert r3[name] == pytest.approx(r1[name], rel=1e-3), (r1["step"], name)
+  np.testing.assert_allclose(results3["per_image_global_accuracy"],
+                             results1["per_image_global_accuracy"], atol=1e-3)
+
+
+def test_steps_per_call_must_be_positive(data_dir, tmp_path):
+  config = tiny_config(data_dir)
+  config.train.steps_per_call = 0
+  with pytest.raises(ValueError, match="steps_per_call=0"):
+    train.train_and_evaluate(config, str(tmp_path))
