@@ -114,19 +114,10 @@ class ThresholdLung:
     return {'run': 'threshold'}
 
 
-def display_affine(shape, spacing):
-  """Affine of an array in radiological display layout, as the phantoms are drawn: rows
-  anterior to posterior, columns the patient's right to left, slices upwards (PLS)."""
-  affine = np.zeros((4, 4))
-  affine[1, 0], affine[0, 1], affine[2, 2], affine[3, 3] = -spacing[0], -spacing[1], spacing[2], 1
-  affine[:3, 3] = -affine[:3, :3] @ ((np.asarray(shape) - 1) / 2)
-  return affine
-
-
 def write_phantom(path, shape=(40, 48, 4), seed=0, spacing=(0.7, 0.8, 5.0)):
   """A phantom HU volume as NIfTI with an affine that matches its anatomy; returns its sides."""
-  volume, _, sides, _ = synthetic.phantom_volume(shape, seed=seed, spacing=spacing)
-  nib.save(nib.Nifti1Image(volume, display_affine(shape, spacing)), path)
+  volume, _, sides, affine = synthetic.phantom_volume(shape, seed=seed, spacing=spacing)
+  nib.save(nib.Nifti1Image(volume, affine), path)
   return sides
 
 
@@ -748,10 +739,10 @@ def test_cli_predicts_a_phantom_volume(tmp_path, trained, capsys):
   report = json.loads((tmp_path / 'out/p_severity.json').read_text())
   check_report_against_masks(report, tmp_path / 'out/p_lung.nii.gz',
                              tmp_path / 'out/p_infection.nii.gz', 0.7 * 0.8 * 5.0 / 1000)
-  # phantom_volume's own affine only carries the spacing; --orientation=PLS says how its arrays
-  # are drawn, and gives the same masks.
-  volume, _, _, affine = synthetic.phantom_volume((48, 40, 6), spacing=(0.7, 0.8, 5.0))
-  nib.save(nib.Nifti1Image(volume, affine), tmp_path / 'q.nii.gz')
+  # A header without orientation (spacing only): --orientation=PLS says how the arrays are
+  # stored, and gives the same masks.
+  volume = load(tmp_path / 'p.nii.gz')[0]
+  nib.save(nib.Nifti1Image(volume, np.diag([0.7, 0.8, 5.0, 1.0])), tmp_path / 'q.nii.gz')
   assert predict.main([f'--input={tmp_path / "q.nii.gz"}', f'--output={tmp_path / "out"}',
                        *runs, '--checkpoint=last', '--orientation=PLS']) == 0
   for kind in ('lung', 'infection'):

@@ -1,4 +1,5 @@
 """Tests of the phantom generators."""
+import nibabel as nib
 import numpy as np
 
 from covseg_jax.data import medseg
@@ -40,7 +41,8 @@ def test_phantom_volume():
   assert volume.dtype == np.float32
   assert set(np.unique(labels)) == {0, 1, 2, 3} and set(np.unique(sides)) == {0, 1, 2}
   assert not labels[sides == 0].any()
-  np.testing.assert_allclose(np.diag(affine), [0.8, 0.8, 3.0, 1.0])
+  assert nib.aff2axcodes(affine) == ('P', 'L', 'S')
+  np.testing.assert_allclose(nib.affines.voxel_sizes(affine), [0.8, 0.8, 3.0])
   np.testing.assert_allclose(affine[:3, :3] @ np.array([39, 47, 15]) / 2 + affine[:3, 3], 0)
   # HU: air about -1000, lung about -850, soft tissue about 40.
   assert abs(np.median(volume[0]) + 1000) < 50

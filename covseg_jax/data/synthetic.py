@@ -123,8 +123,7 @@ def phantom_volume(shape=(64, 64, 24), seed=0, spacing=(0.7, 0.7, 5.0)):
 
   Returns:
     (volume, labels, lung, affine): float32 HU, uint8 labels 0..3, uint8 lung sides
-    (0 none, 1 image-left, 2 image-right) and a 4x4 affine with `spacing` (mm),
-    centred on the volume.
+    (0 none, 1 image-left, 2 image-right) and the 4x4 affine of display_affine.
   """
   rng = np.random.default_rng(seed)
   rows = np.linspace(-1.0, 1.0, shape[0])[:, None, None]
@@ -135,9 +134,20 @@ def phantom_volume(shape=(64, 64, 24), seed=0, spacing=(0.7, 0.7, 5.0)):
       lung_shift=(0.0, 0.0), rng=rng, num_ggo=4, num_consolidation=2,
       effusion_thickness=0.25, z=z, lesion_depth=0.25)
   volume = _HU_OF_TISSUE[tissue] + rng.normal(0.0, _HU_NOISE, tissue.shape)
-  affine = np.diag([*spacing, 1.0])
-  affine[:3, 3] = -np.asarray(spacing) * (np.asarray(shape) - 1) / 2
-  return volume.astype(np.float32), _LABEL_OF_TISSUE[tissue], sides, affine
+  return (volume.astype(np.float32), _LABEL_OF_TISSUE[tissue], sides,
+          display_affine(shape, spacing))
+
+
+def display_affine(shape, spacing):
+  """The RAS+ affine of an array in radiological display layout, as the phantoms are drawn.
+
+  Rows run anterior to posterior, columns from the patient's right to left (image-left is the
+  patient's right), slices upwards: axis codes PLS, `spacing` in mm, centred on the volume.
+  """
+  affine = np.zeros((4, 4))
+  affine[1, 0], affine[0, 1], affine[2, 2], affine[3, 3] = -spacing[0], -spacing[1], spacing[2], 1
+  affine[:3, 3] = -affine[:3, :3] @ ((np.asarray(shape) - 1) / 2)
+  return affine
 
 
 def write_medseg_folder(path, n=12, size=64, seed=0, originals=False):
