@@ -70,6 +70,9 @@ def get_config(arg=None):
   # 'last' (the paper's final-iteration weights), 'best' (by checkpoint.best_metric) or a step.
   config.eval.checkpoint = "last"
   config.eval.batch_size = 8
+  # Test-time augmentation of the final evaluation and of predict: average the softmax of each
+  # slice and of its top-bottom mirror (the training flip). Validation during training is plain.
+  config.eval.tta_flip = False
   return apply_variants(config, arg, SEGNET_GRID)
 
 

@@ -28,9 +28,22 @@ LUNG_METRICS = ("dsc", "jaccard", "fp_ratio", "fn_ratio", "me", "mae",
                 "relative_volume_difference", "abs_relative_volume_difference")
 
 
-def eval_step(variables, images, labels, class_weights, *, apply_fn, loss_name):
-  """Predictions (B,S,S) int32 and per-image losses (B,) for a batch, no augmentation."""
-  logits = apply_fn(variables, images, train=False)
+def predict_logits(apply_fn, variables, images, tta_flip=False):
+  """Float32 logits (B,S,S,C) of a batch.
+
+  tta_flip: test-time augmentation with the training flip: the log of the mean of the softmax
+  of each image and of its top-bottom mirror (mirrored back), both in one forward pass.
+  """
+  if not tta_flip:
+    return apply_fn(variables, images, train=False).astype(jnp.float32)
+  both = apply_fn(variables, jnp.concatenate([images, images[:, ::-1]]), train=False)
+  plain, mirrored = jnp.split(jax.nn.softmax(both.astype(jnp.float32), axis=-1), 2)
+  return jnp.log((plain + mirrored[:, ::-1]) / 2)
+
+
+def eval_step(variables, images, labels, class_weights, *, apply_fn, loss_name, tta_flip=False):
+  """Predictions (B,S,S) int32 and per-image losses (B,) for a batch (predict_logits)."""
+  logits = predict_logits(apply_fn, variables, images, tta_flip)
   per_image_loss = jax.vmap(
       lambda l, y: losses.compute_loss(loss_name, l[None], y[None], class_weights))(logits, labels)
   return jnp.argmax(logits, axis=-1).astype(jnp.int32), per_image_loss
@@ -43,14 +56,15 @@ class Evaluator:
   every process gets the whole batch's predictions back.
   """
 
-  def __init__(self, mesh, apply_fn, loss_name, class_weights, batch_size):
+  def __init__(self, mesh, apply_fn, loss_name, class_weights, batch_size, tta_flip=False):
     num_devices = mesh.devices.size
     self.batch_size = -(-batch_size // num_devices) * num_devices  # Round up to the mesh.
-    self.mesh = mesh
+    self.mesh, self.tta_flip = mesh, bool(tta_flip)
     self.rows = parallel.process_batch_rows(self.batch_size, mesh)
     self.class_weights = parallel.replicate(np.asarray(class_weights), mesh)
     replicated = parallel.replicated_sharding(mesh)
-    self._step = jax.jit(functools.partial(eval_step, apply_fn=apply_fn, loss_name=loss_name),
+    self._step = jax.jit(functools.partial(eval_step, apply_fn=apply_fn, loss_name=loss_name,
+                                           tta_flip=tta_flip),
                          out_shardings=(replicated, replicated))
 
   def __call__(self, variables, split):
@@ -135,11 +149,13 @@ def evaluate_and_report(workdir, config, split, evaluator, variables, *, split_n
                         checkpoint_name, step, task, class_names):
   """Predicts `split`, writes <workdir>/<split>_metrics.json and <workdir>/report/; returns results.
 
-  checkpoint_name: 'best', 'last' or the step, recorded with the results.
+  checkpoint_name: 'best', 'last' or the step, recorded with the results (and whether the
+  evaluator used test-time flips).
   """
   predictions, image_losses = evaluator(variables, split)
   results = compute_results(split, predictions, image_losses, task, class_names)
-  results.update({"split": split_name, "checkpoint": str(checkpoint_name), "step": int(step)})
+  results.update({"split": split_name, "checkpoint": str(checkpoint_name), "step": int(step),
+                  "tta_flip": evaluator.tta_flip})
   if jax.process_index() == 0:
     path = os.path.join(workdir, f"{split_name}_metrics.json")
     with open(path, "w", encoding="utf-8") as f:
@@ -153,7 +169,7 @@ def evaluate_and_report(workdir, config, split, evaluator, variables, *, split_n
   return results
 
 
-def evaluate_run(workdir, which=None, split_name=None, mesh=None):
+def evaluate_run(workdir, which=None, split_name=None, mesh=None, tta_flip=None):
   """Restores a run from `workdir` alone, evaluates a split and writes its report.
 
   Args:
@@ -161,6 +177,7 @@ def evaluate_run(workdir, which=None, split_name=None, mesh=None):
     which: 'best', 'last' or a step number; None takes the run's eval.checkpoint.
     split_name: 'test', 'val' or 'train'; None takes the run's eval.split.
     mesh: devices to evaluate on; all by default.
+    tta_flip: test-time flips (predict_logits); None takes the run's eval.tta_flip.
 
   Returns:
     The results dict (see `compute_results`), also written to <workdir>/<split>_metrics.json.
@@ -168,11 +185,12 @@ def evaluate_run(workdir, which=None, split_name=None, mesh=None):
   config = checkpoint.load_config(workdir)
   which = checkpoint.parse_which(config.eval.checkpoint if which is None else which)
   split_name = config.eval.split if split_name is None else split_name
+  tta_flip = config.eval.get("tta_flip", False) if tta_flip is None else tta_flip
   mesh = parallel.create_mesh() if mesh is None else mesh
   run = checkpoint.restore_run(workdir, which, mesh)
   dataset = pipeline.load_dataset(run.config.data)
   evaluator = Evaluator(mesh, run.model.apply, run.config.train.loss, dataset.class_weights,
-                        run.config.eval.batch_size)
+                        run.config.eval.batch_size, tta_flip)
   return evaluate_and_report(workdir, run.config, dataset.split(split_name), evaluator,
                              run.variables, split_name=split_name, checkpoint_name=which,
                              step=run.step, task=run.task, class_names=run.class_names)

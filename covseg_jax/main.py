@@ -1,7 +1,8 @@
 """Entry point.
 
   python -m covseg_jax.main --config=configs/segnet_multi.py --workdir=runs/x
-  python -m covseg_jax.main --workdir=runs/x --mode=evaluate [--checkpoint=best] [--split=val]
+  python -m covseg_jax.main --workdir=runs/x --mode=evaluate [--checkpoint=best] [--split=val] \
+      [--tta_flip]
 
 Training resumes from the latest good checkpoint in --workdir. Evaluation needs only the workdir.
 Bad input (missing data, bad files, an incomplete run directory) ends with a one-line
@@ -28,6 +29,8 @@ flags.DEFINE_string("checkpoint", None, "evaluate: 'best', 'last' or a step numb
                     "(default: the run's eval.checkpoint).")
 flags.DEFINE_enum("split", None, ["test", "val", "train"],
                   "evaluate: the split to evaluate (default: the run's eval.split).")
+flags.DEFINE_bool("tta_flip", None, "evaluate: average each prediction with that of the "
+                  "top-bottom mirrored image (default: the run's eval.tta_flip).")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -57,7 +60,8 @@ def main(argv):
     else:
       if FLAGS.config is not None:
         logging.warning("--config is ignored in evaluate mode: the run's config.json is used")
-      evaluate.evaluate_run(FLAGS.workdir, which=which, split_name=FLAGS.split)
+      evaluate.evaluate_run(FLAGS.workdir, which=which, split_name=FLAGS.split,
+                            tta_flip=FLAGS.tta_flip)
   except InputError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -52,7 +52,7 @@ import numpy as np
 from PIL import Image
 
 from covseg_jax import checkpoint as checkpoints
-from covseg_jax import parallel, severity
+from covseg_jax import evaluate, parallel, severity
 from covseg_jax.data import nifti, preprocess
 from covseg_jax.errors import InputError
 
@@ -257,13 +257,14 @@ def masked_lung(scan):
   return (scan.slices != background).astype(np.uint8)
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'size'))
-def forward(model, variables, images, size):
-  """Class labels (B, *size) uint8: logits resized (linear) to `size`, then argmax.
+@functools.partial(jax.jit, static_argnames=('model', 'size', 'tta_flip'))
+def forward(model, variables, images, size, tta_flip=False):
+  """Class labels (B, *size) uint8: logits (evaluate.predict_logits) resized (linear) to `size`,
+  then argmax.
 
   Compiled once per model, batch shape and output size (flax modules hash by their fields).
   """
-  logits = model.apply(variables, images, train=False).astype(jnp.float32)
+  logits = evaluate.predict_logits(model.apply, variables, images, tta_flip)
   if logits.shape[1:3] != size:
     logits = jax.image.resize(logits, (logits.shape[0], *size, logits.shape[-1]), 'linear')
   return jnp.argmax(logits, axis=-1).astype(jnp.uint8)
@@ -316,6 +317,7 @@ class Model:
     self.batch_size = batch_size
     self._check(run)
     self._model = run.model
+    self.tta_flip = bool(run.config.eval.get('tta_flip', False))
     self._variables = jax.device_put(run.variables, jax.devices()[0])
 
   def _check(self, run):
@@ -353,7 +355,8 @@ class Model:
 
   def describe(self):
     return {'run': self.source, 'checkpoint': self.checkpoint, 'step': self.step,
-            'task': self.task, 'normalization': self.method, 'image_size': self.image_size}
+            'task': self.task, 'normalization': self.method, 'image_size': self.image_size,
+            'tta_flip': self.tta_flip}
 
   def _normalize(self, resized, lung):
     return preprocess.normalize(resized, self.method, lung=lung,
@@ -364,7 +367,7 @@ class Model:
     pad = batch - len(images)
     if pad:
       images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
-    return forward(self._model, self._variables, images, size=size)
+    return forward(self._model, self._variables, images, size=size, tta_flip=self.tta_flip)
 
   def segment(self, images, lung=None, progress=None):
     """Labels (Z, H, W) uint8 of 8-bit scaled slices (Z, H, W).

@@ -248,6 +248,9 @@ def train_and_evaluate(config, workdir):
   else:
     run = checkpoint.restore_run(workdir, final_checkpoint, mesh)
     variables, step = run.variables, run.step
+  if config.eval.tta_flip:
+    evaluator = evaluate.Evaluator(mesh, model.apply, tc.loss, dataset.class_weights,
+                                   config.eval.batch_size, tta_flip=True)
   results = evaluate.evaluate_and_report(
       workdir, config, dataset.split(config.eval.split), evaluator, variables,
       split_name=config.eval.split, checkpoint_name=final_checkpoint, step=step,

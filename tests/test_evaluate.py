@@ -5,15 +5,16 @@ import shutil
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 
-from covseg_jax import checkpoint, evaluate, summaries, train
+from configs import segnet_multi
+from covseg_jax import checkpoint, evaluate, models, summaries, train
 from covseg_jax.data import pipeline
 from tests import helpers
 from tests.test_summaries import hparams_written, read_events
 from tests.test_train import tiny_config
-
-
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
@@ -93,3 +94,30 @@ def test_evaluate_command_on_a_directory_without_config_exits_2(tmp_path):
   assert process.returncode == 2
   assert process.stderr.strip().splitlines()[-1] == (
       f"error: {tmp_path}: no config.json, not a training run directory")
+
+
+def test_flip_tta_is_equivariant_to_the_flip():
+  """With tta_flip the prediction of a mirrored slice is the mirrored prediction (and the
+  logits are log-probabilities); a plain forward pass of an untrained SegNet is not."""
+  config = segnet_multi.get_config("cpu")
+  model = models.get_model(config.model, 4)
+  images = np.random.default_rng(0).standard_normal((2, 32, 32, 1)).astype(np.float32)
+  variables = model.init({"params": jax.random.key(0)}, images, train=False)
+  mirrored = images[:, ::-1]
+  tta = [np.asarray(evaluate.predict_logits(model.apply, variables, x, tta_flip=True))
+         for x in (images, mirrored)]
+  np.testing.assert_allclose(tta[1], tta[0][:, ::-1], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(jax.nn.logsumexp(tta[0], axis=-1), 0, atol=1e-5)
+  plain = [np.asarray(evaluate.predict_logits(model.apply, variables, x)) for x in (images, mirrored)]
+  assert np.abs(plain[1] - plain[0][:, ::-1]).max() > 1e-3
+
+
+def test_evaluation_with_flip_tta(trained_run, tmp_path):
+  workdir, _, trained = trained_run
+  copy = str(tmp_path / "copy")
+  shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns("report", "*_metrics.json"))
+  results = evaluate.evaluate_run(copy, which="last", split_name="test", tta_flip=True)
+  assert results["tta_flip"] is True and trained["tta_flip"] is False
+  assert results["per_image_global_accuracy"] != trained["per_image_global_accuracy"]
+  with open(os.path.join(copy, "test_metrics.json")) as f:
+    assert json.load(f)["tta_flip"] is True

@@ -36,6 +36,7 @@ _REPO = pathlib.Path(__file__).resolve().parents[1]
 @dataclasses.dataclass
 class FakeRun:
   """The fields of checkpoint.Run that predict uses, from an untrained model."""
+  config: object
   model: object
   variables: dict
   step: int
@@ -80,7 +81,7 @@ def _fake_run(family):
   norm = {'method': config.data.normalization, 'image_size': SIZE,
           'lung_mask': config.data.lung_mask, 'task': task, 'image_source': 'lungmasked',
           'class_names': preprocess.CLASS_NAMES[task], 'mean_image': mean_image}
-  return FakeRun(model=model, variables=variables, step=7, normalization=norm,
+  return FakeRun(config=config, model=model, variables=variables, step=7, normalization=norm,
                  num_classes=preprocess.num_classes(task),
                  class_names=preprocess.CLASS_NAMES[task], task=task)
 
@@ -717,6 +718,7 @@ def test_cli_predicts_a_medseg_slice(tmp_path, trained):
   assert result.stdout.startswith(f'{png}: lung ')
   report = json.loads((tmp_path / 'out/tr_im_z005_severity.json').read_text())
   assert report['models']['infection']['task'] == 'multi'
+  assert report['models']['infection']['tta_flip'] is False
   # By default the checkpoint the run's test metrics used (config.eval.checkpoint: 'last').
   assert report['models']['lung']['checkpoint'] == 'last' and report['models']['lung']['step'] == 9
   lung_mask = np.asarray(Image.open(tmp_path / 'out/tr_im_z005_lung.png'))
@@ -794,3 +796,20 @@ def test_cli_bad_input_in_a_subprocess(tmp_path, trained):
   assert result.returncode == 2 and result.stdout == ''
   assert result.stderr == f'error: {tmp_path / "nan.nii.gz"}: contains NaN or infinite values\n'
   assert not (tmp_path / 'out').exists()
+
+
+def test_flip_tta_from_the_run_config():
+  """A run trained with eval.tta_flip predicts with it: mirrored slices give mirrored masks."""
+  mean_image = np.random.default_rng(0).uniform(20, 120, (SIZE, SIZE)).astype(np.float32)
+  run = fake_run(unet_multi, mean_image=(mean_image + mean_image[::-1]) / 2)  # Mirror-symmetric.
+  config = run.config.copy_and_resolve_references()
+  config.eval.tta_flip = True
+  model = predict.Model(dataclasses.replace(run, config=config), 'infection', 'runs/multi',
+                        batch_size=2)
+  plain = predict.Model(run, 'infection', 'runs/multi', batch_size=2)
+  assert model.describe()['tta_flip'] is True and plain.describe()['tta_flip'] is False
+  slices = np.random.default_rng(3).integers(0, 256, (2, 40, 40)).astype(np.uint8)
+  masks = model.segment(slices)
+  assert len(np.unique(masks)) > 1
+  assert np.mean(model.segment(slices[:, ::-1]) != masks[:, ::-1]) < 1e-3
+  assert np.mean(plain.segment(slices[:, ::-1]) != plain.segment(slices)[:, ::-1]) > 1e-2
