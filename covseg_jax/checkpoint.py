@@ -145,7 +145,7 @@ class Checkpointer:
 
   def __init__(self, workdir, checkpoint_config, total_steps):
     if checkpoint_config.best_mode not in ("min", "max"):
-      raise ValueError(f"checkpoint.best_mode must be 'min' or 'max', got "
+      raise InputError(f"config: checkpoint.best_mode must be 'min' or 'max', got "
                        f"{checkpoint_config.best_mode!r}")
     self.best_metric = checkpoint_config.best_metric
     self.best_mode = checkpoint_config.best_mode

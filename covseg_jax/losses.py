@@ -53,6 +53,9 @@ def soft_dice_loss(logits, labels, smooth=1e-5):
   return 1.0 - jnp.mean(dice)
 
 
+LOSSES = ("weighted_ce", "dice", "weighted_ce+dice")
+
+
 def compute_loss(name, logits, labels, class_weights):
   """The loss named by config.train.loss: 'weighted_ce', 'dice' or 'weighted_ce+dice'."""
   if name == "weighted_ce":
@@ -62,4 +65,4 @@ def compute_loss(name, logits, labels, class_weights):
   if name == "weighted_ce+dice":
     return (weighted_cross_entropy(logits, labels, class_weights)
             + soft_dice_loss(logits, labels))
-  raise ValueError(f"unknown loss {name!r}: use 'weighted_ce', 'dice' or 'weighted_ce+dice'")
+  raise ValueError(f"unknown loss {name!r}: use one of {LOSSES}")

@@ -51,10 +51,10 @@ def main(argv):
     except ValueError as e:
       raise app.UsageError(f"--checkpoint: {e}") from None
   logging.get_absl_handler().addFilter(_quiet_orbax)
-  parallel.initialize_distributed()  # Before any other JAX call.
-  logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__, jax.process_index(),
-               jax.process_count(), jax.devices())
   try:
+    parallel.initialize_distributed()  # Before any other JAX call.
+    logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__, jax.process_index(),
+                 jax.process_count(), jax.devices())
     if FLAGS.mode == "train":
       train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     else:

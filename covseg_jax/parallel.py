@@ -10,6 +10,8 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from covseg_jax.errors import InputError
+
 DATA_AXIS = "data"
 
 COORDINATOR_ADDRESS = "COVSEG_COORDINATOR_ADDRESS"
@@ -22,7 +24,7 @@ def _int_env(env, name):
   try:
     return int(env[name])
   except ValueError:
-    raise ValueError(f"{name}={env[name]!r} is not an integer") from None
+    raise InputError(f"{name}={env[name]!r} is not an integer") from None
 
 
 def _local_device_ids(env):
@@ -33,7 +35,7 @@ def _local_device_ids(env):
   try:
     return [int(i) for i in value.split(",")]
   except ValueError:
-    raise ValueError(f"{LOCAL_DEVICE_IDS}={value!r}: use comma-separated integers, e.g. "
+    raise InputError(f"{LOCAL_DEVICE_IDS}={value!r}: use comma-separated integers, e.g. "
                      "'0,1,2,3'") from None
 
 
@@ -59,17 +61,17 @@ def initialize_distributed():
   if explicit:
     missing = sorted({COORDINATOR_ADDRESS, NUM_PROCESSES, PROCESS_ID} - set(explicit))
     if missing:
-      raise ValueError(f"{', '.join(explicit)} set but not {', '.join(missing)}: a multi-process "
+      raise InputError(f"{', '.join(explicit)} set but not {', '.join(missing)}: a multi-process "
                        f"run needs {COORDINATOR_ADDRESS}, {NUM_PROCESSES} and {PROCESS_ID}")
     address = env[COORDINATOR_ADDRESS]
     num_processes = _int_env(env, NUM_PROCESSES)
     process_id = _int_env(env, PROCESS_ID)
     if ":" not in address:
-      raise ValueError(f"{COORDINATOR_ADDRESS}={address!r}: use host:port, e.g. 10.0.0.1:12345")
+      raise InputError(f"{COORDINATOR_ADDRESS}={address!r}: use host:port, e.g. 10.0.0.1:12345")
     if num_processes < 1:
-      raise ValueError(f"{NUM_PROCESSES}={num_processes} must be at least 1")
+      raise InputError(f"{NUM_PROCESSES}={num_processes} must be at least 1")
     if not 0 <= process_id < num_processes:
-      raise ValueError(f"{PROCESS_ID}={process_id} must be in 0..{num_processes - 1} "
+      raise InputError(f"{PROCESS_ID}={process_id} must be in 0..{num_processes - 1} "
                        f"({NUM_PROCESSES}={num_processes})")
     if num_processes == 1:
       return 1

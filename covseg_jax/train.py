@@ -20,7 +20,8 @@ from absl import logging
 from flax.training import train_state
 
 from covseg_jax import checkpoint, evaluate, losses, models, parallel, report, summaries
-from covseg_jax.data import augment, pipeline
+from covseg_jax.data import augment, medseg, pipeline, preprocess
+from covseg_jax.errors import InputError
 
 
 class TrainState(train_state.TrainState):
@@ -141,23 +142,56 @@ def _validation_scalar_names(class_names):
                                                 for name in class_names]
 
 
+def check_config(config, mesh):
+  """Raises InputError('config: <field and problem>') for a config that cannot train on `mesh`.
+
+  Runs before any data is loaded or anything compiles, so a bad value on the command line ends
+  at once with one line. (Fields that need the data, e.g. the best metric's class name, are
+  checked in train_and_evaluate.)
+  """
+  tc, data = config.train, config.data
+  checks = [
+      (tc.epochs >= 1, f"train.epochs={tc.epochs} must be at least 1"),
+      (tc.batch_size >= 1, f"train.batch_size={tc.batch_size} must be at least 1"),
+      (tc.steps_per_call >= 1, f"train.steps_per_call={tc.steps_per_call} must be at least 1"),
+      (config.eval.batch_size >= 1, f"eval.batch_size={config.eval.batch_size} must be at least 1"),
+      (tc.loss in losses.LOSSES, f"train.loss={tc.loss!r} is not one of {losses.LOSSES}"),
+      (data.task in preprocess.TASKS, f"data.task={data.task!r} is not one of {preprocess.TASKS}"),
+      (data.normalization in preprocess.NORMALIZATIONS,
+       f"data.normalization={data.normalization!r} is not one of {preprocess.NORMALIZATIONS}"),
+      (data.image_source in medseg.IMAGE_SOURCES,
+       f"data.image_source={data.image_source!r} is not one of {medseg.IMAGE_SOURCES}"),
+  ]
+  for ok, problem in checks:
+    if not ok:
+      raise InputError(f"config: {problem}")
+  try:
+    parallel.check_batch_size(tc.batch_size, mesh)
+    checkpoint.parse_which(config.eval.checkpoint)
+    model = models.get_model(config.model, preprocess.num_classes(data.task))
+    jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
+                   jax.ShapeDtypeStruct((1, data.image_size, data.image_size, 1), jnp.float32))
+  except (ValueError, TypeError) as e:
+    raise InputError(f"config: {e}") from None
+
+
 def train_and_evaluate(config, workdir):
   """Trains `config` in `workdir`, then evaluates config.eval.split; returns its results.
 
-  Resumes from the latest good checkpoint in `workdir` when there is one.
+  Resumes from the latest good checkpoint in `workdir` when there is one. Raises InputError
+  for a config that cannot train (check_config) and for bad data.
   """
   mesh = parallel.create_mesh()
   tc = config.train
-  parallel.check_batch_size(tc.batch_size, mesh)
+  check_config(config, mesh)
   dataset = pipeline.load_dataset(config.data)
   num_train = len(dataset.train.images)
-  if tc.steps_per_call < 1:
-    raise ValueError(f"train.steps_per_call={tc.steps_per_call} must be at least 1")
   if tc.batch_size > num_train:
-    raise ValueError(f"train.batch_size={tc.batch_size} exceeds the {num_train} training images")
+    raise InputError(f"config: train.batch_size={tc.batch_size} exceeds the {num_train} "
+                     "training images")
   if config.checkpoint.best_metric not in _validation_scalar_names(dataset.class_names):
-    raise ValueError(f"checkpoint.best_metric={config.checkpoint.best_metric!r} is not one of "
-                     f"{_validation_scalar_names(dataset.class_names)}")
+    raise InputError(f"config: checkpoint.best_metric={config.checkpoint.best_metric!r} is not "
+                     f"one of {_validation_scalar_names(dataset.class_names)}")
   final_checkpoint = checkpoint.parse_which(config.eval.checkpoint)
   steps_per_epoch = num_train // tc.batch_size  # MATLAB drops the last partial mini-batch.
   total_steps = tc.epochs * steps_per_epoch

@@ -2,6 +2,8 @@
 import functools
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -11,7 +13,10 @@ import pytest
 from configs import lung_resnet, segnet_multi, unet_multi
 from covseg_jax import models, parallel, train
 from covseg_jax.data import pipeline
+from covseg_jax.errors import InputError
 from tests import helpers
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -177,8 +182,34 @@ def test_steps_per_call_does_not_change_the_run(data_dir, tmp_path):
                              results1["per_image_global_accuracy"], atol=1e-3)
 
 
-def test_steps_per_call_must_be_positive(data_dir, tmp_path):
+@pytest.mark.parametrize("field, value, message", [
+    ("train.steps_per_call", 0, "train.steps_per_call=0 must be at least 1"),
+    ("train.epochs", 0, "train.epochs=0 must be at least 1"),
+    ("train.loss", "focal", "train.loss='focal' is not one of"),
+    ("train.batch_size", 3, "train.batch_size=3 is not divisible by the 8 devices"),
+    ("data.normalization", "hu", "data.normalization='hu' is not one of"),
+    ("data.image_size", 36, "divisible by 8"),
+    ("model.name", "resnet", "unknown model name 'resnet'"),
+    ("eval.checkpoint", "first", "'best', 'last' or a step number"),
+])
+def test_a_bad_config_fails_before_anything_is_written(data_dir, tmp_path, field, value, message):
   config = tiny_config(data_dir)
-  config.train.steps_per_call = 0
-  with pytest.raises(ValueError, match="steps_per_call=0"):
-    train.train_and_evaluate(config, str(tmp_path))
+  section, name = field.split(".")
+  config[section][name] = value
+  workdir = tmp_path / "run"
+  with pytest.raises(InputError, match=message) as raised:
+    train.train_and_evaluate(config, str(workdir))
+  assert str(raised.value).startswith("config: ")
+  assert not workdir.exists()
+
+
+def test_main_reports_a_bad_config_value_in_one_line(tmp_path):
+  process = subprocess.run(
+      [sys.executable, "-m", "covseg_jax.main", "--config=configs/segnet_multi.py:cpu",
+       "--config.train.loss=focal", f"--workdir={tmp_path / 'run'}"],
+      capture_output=True, text=True, timeout=300, cwd=REPO)
+  assert process.returncode == 2
+  assert process.stderr.strip().splitlines()[-1] == (
+      "error: config: train.loss='focal' is not one of ('weighted_ce', 'dice', "
+      "'weighted_ce+dice')")
+  assert not (tmp_path / "run").exists()
