@@ -94,6 +94,17 @@ def unet_model():
   return model
 
 
+def apply_improvements(config):
+  """The changes of the *_improved configs, each chosen on validation folds (RESULTS.md).
+
+  Cross-entropy + Dice loss instead of the weighted cross-entropy alone, and flip test-time
+  augmentation in the final evaluation and in predict.
+  """
+  config.train.loss = "weighted_ce+dice"
+  config.eval.tta_flip = True
+  return config
+
+
 def apply_variants(config, arg, grid=None, best=None):
   """Applies the family's best experiment `best`, then the comma-separated variants in `arg`."""
   for variant in [v for v in [best] + (arg or "").split(",") if v]:

@@ -267,7 +267,13 @@ def describe_family(run):
   width = (f"features {model['features']}" if "features" in model
            else f"base features {model.get('base_features')}")
   task_name = TASK_TABLES[run.family_key[1]][0]
-  return f"{MODEL_NAMES.get(model['name'], model['name'])}, {task_name} ({width}, {model['dtype']})"
+  details = [width, model["dtype"]]
+  loss = run.config.get("train", {}).get("loss")
+  if loss:
+    details.append(f"loss {loss}")
+  if run.config.get("eval", {}).get("tta_flip"):
+    details.append("flip TTA")
+  return f"{MODEL_NAMES.get(model['name'], model['name'])}, {task_name} ({', '.join(details)})"
 
 
 def family_markdown(group, runs, selection, tables):

@@ -23,7 +23,8 @@ def write_run(workdir, *, model="segnet", task="multi", lr=1e-3, batch=4, image_
   config = {"model": {"name": model, "features": [16, 32, 64], "dtype": "float32"},
             "data": {"task": task, "image_size": image_size, "num_folds": 5,
                      "split": "paper" if fold is None else "kfold", "fold": fold or 0},
-            "train": {"epochs": epochs, "learning_rate": lr, "batch_size": batch}}
+            "train": {"epochs": epochs, "learning_rate": lr, "batch_size": batch,
+                      "loss": "weighted_ce"}}
   (workdir / "config.json").write_text(json.dumps(config))
   lines = [{"step": 9, "train/loss": 1.0}]
   lines += [{"step": 10 * (i + 1), "val/global_accuracy": v[0], "val/loss": v[1],
@@ -91,7 +92,8 @@ def test_select_by_validation_loss(multi_sweep, tmp_path):
 
 def test_tables_are_labelled_with_their_scale_and_provenance(multi_sweep, tmp_path):
   text = results.collect(str(multi_sweep), str(tmp_path / "out"))
-  assert "## segnet_multi: SegNet, multi-class (features [16, 32, 64], float32)" in text
+  assert ("## segnet_multi: SegNet, multi-class (features [16, 32, 64], float32, "
+          "loss weighted_ce)") in text
   assert "### Global accuracy per experiment (Table 5), reduced: 128x128, 40 epochs" in text
   assert "### Class-level metrics of the best run (Table 6), reduced: 128x128, 40 epochs" in text
   assert "- Command: `python -m covseg_jax.sweep --config=configs/segnet_multi.py:cpu`" in text

@@ -55,12 +55,14 @@ def test_plan_experiments_and_folds(in_repo):
   assert (config.train.learning_rate, config.train.batch_size) == (5e-4, 2)
 
 
-def test_improved_config_differs_from_the_paper_only_in_its_loss(in_repo):
+@pytest.mark.parametrize("family", ["segnet_multi", "segnet_binary"])
+def test_improved_config_differs_from_the_paper_only_in_loss_and_tta(in_repo, family):
   for variant in ("", ":cpu,exp3"):
-    paper = sweep.load_config(f"configs/segnet_multi.py{variant}").to_dict()
-    improved = sweep.load_config(f"configs/segnet_multi_ce_dice.py{variant}").to_dict()
+    paper = sweep.load_config(f"configs/{family}.py{variant}").to_dict()
+    improved = sweep.load_config(f"configs/{family}_improved.py{variant}").to_dict()
     assert (paper["train"].pop("loss"), improved["train"].pop("loss")) == (
         "weighted_ce", "weighted_ce+dice")
+    assert (paper["eval"].pop("tta_flip"), improved["eval"].pop("tta_flip")) == (False, True)
     assert improved == paper
 
 
