@@ -207,11 +207,17 @@ class Checkpointer:
       return None
     return restored["meta"]["value"]
 
-  def save(self, step, state):
-    """Saves at every checkpoint.every_steps-th and at the last step; returns whether it did."""
+  def save(self, step, state, before_save=None):
+    """Saves at every checkpoint.every_steps-th step, the last step and a preemption; returns
+    whether it did. before_save() runs first when it does (the loop flushes its logs there, so
+    that a resumed run finds the logs of every step its checkpoint holds)."""
+    if not self.latest.should_save(step):
+      return False
+    if before_save is not None:
+      before_save()
     args = ocp.args.Composite(**{name: ocp.args.StandardSave(item)
                                  for name, item in _state_items(state).items()})
-    return self.latest.save(step, args=args)
+    return self.latest.save(step, args=args, force=True)
 
   def save_if_best(self, step, state, scalars):
     """Saves to checkpoints_best when scalars[best_metric] beats every earlier validation."""

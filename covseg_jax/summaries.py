@@ -50,14 +50,11 @@ class MetricWriter:
     for name, value in scalars.items():
       if np.isfinite(value):
         self._tb.add_scalar(name, value, int(step))
-    # On disk before the loop's next checkpoint: a run killed after it and resumed keeps them.
-    self._tb.flush()
 
   def write_image(self, step, name, image):
     """An (H, W, 3) uint8 image."""
     if self.enabled:
       self._tb.add_image(name, np.asarray(image), int(step), dataformats="HWC")
-      self._tb.flush()
 
   def write_hparams(self, hparams, metric_names):
     """The run's hyperparameters for TensorBoard's HPARAMS tab.

@@ -106,11 +106,19 @@ def train_steps(state, images, labels, indices, step_rng, class_weights, *, trai
   return state, jax.tree.map(lambda m: m[-1], metrics)
 
 
+@functools.lru_cache(maxsize=2)
+def _epoch_order(seed, epoch, num_train):
+  """pipeline.epoch_order as int32, computed once per epoch (read-only: it is shared)."""
+  order = pipeline.epoch_order(seed, epoch, num_train).astype(np.int32)
+  order.flags.writeable = False
+  return order
+
+
 def batch_indices(seed, step, steps_per_epoch, batch_size, num_train):
   """The training-set indices of step `step`'s batch: a slice of its epoch's order."""
   epoch, step_in_epoch = divmod(step, steps_per_epoch)
-  order = pipeline.epoch_order(seed, epoch, num_train)
-  return order[step_in_epoch * batch_size:(step_in_epoch + 1) * batch_size].astype(np.int32)
+  order = _epoch_order(seed, epoch, num_train)
+  return order[step_in_epoch * batch_size:(step_in_epoch + 1) * batch_size]
 
 
 def steps_until_host_event(step, train_config, checkpoint_config, total_steps):
@@ -233,14 +241,13 @@ def train_and_evaluate(config, workdir):
   timer_start, timer_step = time.perf_counter(), start_step
   done = start_step
   while done < total_steps:
-    step = done
     count = min(tc.steps_per_call,
-                steps_until_host_event(step, tc, config.checkpoint, total_steps))
+                steps_until_host_event(done, tc, config.checkpoint, total_steps))
     indices = np.stack([batch_indices(config.seed, s, steps_per_epoch, tc.batch_size, num_train)
-                        for s in range(step, step + count)])
+                        for s in range(done, done + count)])
     state, step_metrics = step_fn(state, train_images, train_labels,
                                   parallel.replicate(indices, mesh), step_rng, class_weights)
-    done = step + count
+    done += count
     epoch = (done - 1) // steps_per_epoch
     if done % tc.log_every_steps == 0 or done == total_steps:
       loss = float(step_metrics["loss"])  # Blocks: the timing below is honest.
@@ -274,7 +281,7 @@ def train_and_evaluate(config, workdir):
       for i, slice_number in enumerate(summary_split.slice_numbers):
         writer.write_image(done, f"val/slice_{slice_number:03d}", report.overlay_panel(
             summary_split.raw[i], summary_split.labels[i], predictions[i], dataset.task))
-    checkpoints.save(done, state)
+    checkpoints.save(done, state, before_save=writer.flush)
 
   checkpoints.wait()
   if final_checkpoint == "last":

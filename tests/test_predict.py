@@ -28,6 +28,7 @@ from covseg_jax import models, predict, severity, train
 from covseg_jax.data import nifti, preprocess, synthetic
 from covseg_jax.errors import InputError
 from tests import helpers
+from tests.test_train import tiny_config
 
 SIZE = 32
 _REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -678,17 +679,11 @@ def test_bad_output_runs_and_flags(tmp_path, cli):
 
 
 def _tiny_config(family, data_dir):
-  """The family's :cpu variant at 32x32 with tiny widths, one epoch (as in test_train)."""
-  config = family.get_config('cpu')
-  config.data.data_dir = data_dir
-  config.data.image_size = SIZE
+  """test_train's tiny config at SIZE for one epoch, with a tiny HighResNet as well."""
+  config = tiny_config(data_dir, family, size=SIZE)
   config.train.epochs = 1
-  config.train.val_every_steps = 9
   config.train.log_every_steps = 9
-  config.eval.batch_size = 8
-  if config.model.name == 'unet':
-    config.model.base_features = 4
-  else:
+  if config.model.name == 'highresnet':
     config.model.features, config.model.blocks_per_stage = (4, 8, 8), 1
     config.model.head_features = 8
   return config
