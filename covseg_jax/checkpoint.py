@@ -157,7 +157,6 @@ class Checkpointer:
             save_decision_policy=policies.AnySavePolicy([
                 policies.FixedIntervalPolicy(checkpoint_config.every_steps),
                 policies.SpecificStepsPolicy((total_steps,)),
-                policies.PreemptionCheckpointingPolicy(),
             ]),
             preservation_policy=policies.LatestN(checkpoint_config.max_to_keep),
             cleanup_tmp_directories=True))  # Leftovers of a save cut short by a kill.
@@ -207,11 +206,12 @@ class Checkpointer:
       return None
     return restored["meta"]["value"]
 
-  def save(self, step, state, before_save=None):
-    """Saves at every checkpoint.every_steps-th step, the last step and a preemption; returns
-    whether it did. before_save() runs first when it does (the loop flushes its logs there, so
-    that a resumed run finds the logs of every step its checkpoint holds)."""
-    if not self.latest.should_save(step):
+  def save(self, step, state, before_save=None, force=False):
+    """Saves at every checkpoint.every_steps-th step, the last step, and any step when `force`
+    (a preemption); returns whether it did. before_save() runs first when it does (the loop
+    flushes its logs there, so that a resumed run finds the logs of every step its checkpoint
+    holds)."""
+    if not (force or self.latest.should_save(step)):
       return False
     if before_save is not None:
       before_save()

@@ -6,7 +6,9 @@
 
 Training resumes from the latest good checkpoint in --workdir. Evaluation needs only the workdir.
 Bad input (missing data, bad files, an incomplete run directory) ends with a one-line
-`error: ...` and exit status 2.
+`error: ...` and exit status 2. SIGTERM during training (a scheduler's preemption or time-limit
+notice) saves a checkpoint after the current step and ends with `preempted: ...` and exit
+status 143; the same command resumes.
 """
 import logging as python_logging
 import sys
@@ -16,7 +18,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from covseg_jax import checkpoint, evaluate, parallel, train
-from covseg_jax.errors import InputError
+from covseg_jax.errors import PREEMPTED_EXIT_STATUS, InputError, Preempted
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:variant]); "
@@ -56,6 +58,7 @@ def main(argv):
     logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__, jax.process_index(),
                  jax.process_count(), jax.devices())
     if FLAGS.mode == "train":
+      parallel.catch_sigterm()
       train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     else:
       if FLAGS.config is not None:
@@ -65,6 +68,9 @@ def main(argv):
   except InputError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except Preempted as e:
+    print(f"preempted: {e}", file=sys.stderr)
+    sys.exit(PREEMPTED_EXIT_STATUS)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,12 @@ The same code runs on one CPU, N local GPUs, or many processes (jax.distributed)
 global jax.Arrays built from host data with explicit shardings, and the step is one jax.jit.
 """
 import os
+import signal
 
 import jax
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from covseg_jax.errors import InputError
@@ -141,3 +143,39 @@ def global_batch_from_local(local, mesh, batch_size):
   local = np.asarray(local)
   return jax.make_array_from_process_local_data(batch_sharding(mesh), local,
                                                 (batch_size,) + local.shape[1:])
+
+
+
+_sigterm = {"received": False}
+
+
+def _note_sigterm(signum, frame):
+  del signum, frame
+  logging.warning("SIGTERM received: saving a checkpoint after the current step, then stopping")
+  _sigterm["received"] = True
+
+
+def catch_sigterm():
+  """Makes SIGTERM a preemption notice (SLURM sends it before a job's time limit and when it
+  preempts a job) instead of the end of the process: reached_preemption then answers True and
+  the training loop saves and stops. Call after initialize_distributed, from the main thread.
+
+  Several processes need nothing here: jax.distributed's preemption service already catches
+  SIGTERM on each of them (a Python handler would take its place).
+  """
+  if jax.process_count() == 1:
+    signal.signal(signal.SIGTERM, _note_sigterm)
+
+
+def reached_preemption(first_step, last_step):
+  """Whether to save and stop after a call of the step function that ran first_step..last_step.
+
+  One process: whether SIGTERM arrived (catch_sigterm). Several: whether the step JAX's
+  preemption service chose, one past the furthest step any process had reported when one of
+  them got SIGTERM, is among them; every step is reported, in order, as the service requires,
+  so all processes stop after the same call.
+  """
+  if jax.process_count() == 1:
+    return _sigterm["received"]
+  return any(multihost_utils.reached_preemption_sync_point(step)
+             for step in range(first_step, last_step + 1))

@@ -13,6 +13,9 @@ at a time, using every local device; its output goes to <workdir>/train.log. A r
 file (<workdir>/test_metrics.json) exists is skipped; any other is started again with the same
 command, so a checkpointed run resumes. A failed run is reported and the sweep goes on; the exit
 status is 1 if any run failed. Arguments of the form --config.FIELD=VALUE go to every run.
+SIGTERM (a scheduler's preemption or time-limit notice) is passed to the running run, which
+saves a checkpoint and stops; the sweep then stops too, with exit status 143, and the same
+command resumes it.
 """
 import argparse
 import dataclasses
@@ -23,13 +26,27 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
 
+from covseg_jax.errors import PREEMPTED_EXIT_STATUS
+
 LOG_FILE = "train.log"
 RUN_RECORD_FILE = "sweep_run.json"  # Command, device and times of the run, for the results.
 NUM_EXPERIMENTS = 9
+
+
+# The running training subprocess, and whether SIGTERM arrived (main installs the handler).
+_current = {"process": None, "sigterm": False}
+
+
+def _forward_sigterm(signum, frame):
+  del signum, frame
+  _current["sigterm"] = True
+  if _current["process"] is not None:
+    _current["process"].send_signal(signal.SIGTERM)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,8 +165,13 @@ def execute(run, done_file, sweep_command, device):
             "device": device, "started": _now()}
   start = time.perf_counter()
   with open(os.path.join(run.workdir, LOG_FILE), "a", encoding="utf-8") as log:
-    returncode = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
-                                check=False).returncode
+    _current["process"] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+      if _current["sigterm"]:  # Arrived before the process existed.
+        _current["process"].send_signal(signal.SIGTERM)
+      returncode = _current["process"].wait()
+    finally:
+      _current["process"] = None
   if returncode == 0 and not os.path.exists(done_file):
     returncode = 1  # Exited cleanly without its metrics: count it as a failure.
   record.update(finished=_now(), seconds=round(time.perf_counter() - start, 1),
@@ -160,11 +182,14 @@ def execute(run, done_file, sweep_command, device):
 
 
 def run_sweep(runs, overrides, sweep_command, dry_run=False):
-  """Runs (or with dry_run prints) every unfinished run; returns the names of failed runs."""
+  """Runs (or with dry_run prints) every unfinished run; returns the names of failed runs and
+  whether SIGTERM stopped the sweep."""
   device = describe_device()
   print(f"sweep: {len(runs)} run(s) on {device}", flush=True)
   failed = []
   for i, run in enumerate(runs, start=1):
+    if _current["sigterm"]:  # Between runs, or during one that ended anyway.
+      return failed, True
     prefix = f"[{i}/{len(runs)}] {run.name}"
     done_file = metrics_path(run.workdir, overrides)
     if os.path.exists(done_file):
@@ -177,6 +202,10 @@ def run_sweep(runs, overrides, sweep_command, dry_run=False):
     start = time.perf_counter()
     returncode = execute(run, done_file, sweep_command, device)
     elapsed = _format_seconds(time.perf_counter() - start)
+    if returncode in (PREEMPTED_EXIT_STATUS, -signal.SIGTERM):
+      print(f"{prefix}: stopped by SIGTERM after {elapsed}; the same sweep command resumes it",
+            flush=True)
+      return failed, True
     if returncode == 0:
       with open(done_file, encoding="utf-8") as f:
         accuracy = json.load(f)["global_accuracy_mean"]
@@ -186,7 +215,7 @@ def run_sweep(runs, overrides, sweep_command, dry_run=False):
       log = os.path.join(run.workdir, LOG_FILE)
       print(f"{prefix}: FAILED (exit status {returncode}) after {elapsed}; end of {log}:\n"
             f"{_tail(log)}", flush=True)
-  return failed
+  return failed, False
 
 
 def parse_args(argv):
@@ -221,7 +250,13 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr)
     return 2
   sweep_command = shlex.join(["python", "-m", "covseg_jax.sweep", *argv])
-  failed = run_sweep(runs, overrides, sweep_command, options.dry_run)
+  previous_handler = signal.signal(signal.SIGTERM, _forward_sigterm)
+  try:
+    failed, stopped = run_sweep(runs, overrides, sweep_command, options.dry_run)
+  finally:
+    signal.signal(signal.SIGTERM, previous_handler)
+  if stopped:
+    return PREEMPTED_EXIT_STATUS
   if failed:
     print(f"sweep: {len(failed)} of {len(runs)} run(s) failed: {', '.join(failed)}", flush=True)
     return 1

@@ -21,7 +21,7 @@ from flax.training import train_state
 
 from covseg_jax import checkpoint, evaluate, losses, models, parallel, report, summaries
 from covseg_jax.data import augment, medseg, pipeline, preprocess
-from covseg_jax.errors import InputError
+from covseg_jax.errors import InputError, Preempted
 
 
 class TrainState(train_state.TrainState):
@@ -281,7 +281,13 @@ def train_and_evaluate(config, workdir):
       for i, slice_number in enumerate(summary_split.slice_numbers):
         writer.write_image(done, f"val/slice_{slice_number:03d}", report.overlay_panel(
             summary_split.raw[i], summary_split.labels[i], predictions[i], dataset.task))
-    checkpoints.save(done, state, before_save=writer.flush)
+    preempted = parallel.reached_preemption(done - count + 1, done)
+    checkpoints.save(done, state, before_save=writer.flush, force=preempted)
+    if preempted:
+      checkpoints.close()
+      writer.close()
+      raise Preempted(f"stopped by SIGTERM at step {done}/{total_steps}; its checkpoint is in "
+                      f"{workdir}: run the same command to resume")
 
   checkpoints.wait()
   if final_checkpoint == "last":

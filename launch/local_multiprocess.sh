@@ -19,8 +19,8 @@ NAMES=()
 
 cleanup() {
   local status=$?
-  # A peer left alone would wait minutes for a dead one. SIGKILL, because jax.distributed
-  # catches SIGTERM as a preemption notice and carries on.
+  # A peer left alone would wait minutes for a dead one. SIGKILL, because SIGTERM is a
+  # preemption notice: a process would try to save a checkpoint together with its dead peer.
   for pid in "${PIDS[@]}"; do
     kill -KILL "$pid" 2>/dev/null || true
   done

@@ -2,11 +2,16 @@
 import json
 import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
+
+from covseg_jax import errors
+from tests import helpers, test_resume
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -33,7 +38,8 @@ def free_port():
     return s.getsockname()[1]
 
 
-def test_two_processes_build_one_global_batch():
+def start_peers(args, stdout):
+  """Two processes running `args` as one jax.distributed job, 2 CPU devices each."""
   port = free_port()
   peers = []
   for process_id in range(2):
@@ -41,8 +47,13 @@ def test_two_processes_build_one_global_batch():
                XLA_FLAGS="--xla_force_host_platform_device_count=2",
                COVSEG_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", COVSEG_NUM_PROCESSES="2",
                COVSEG_PROCESS_ID=str(process_id))
-    peers.append(subprocess.Popen([sys.executable, "-c", PEER], cwd=REPO, env=env, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    peers.append(subprocess.Popen(args, cwd=REPO, env=env, text=True, stdout=stdout,
+                                  stderr=subprocess.PIPE))
+  return peers
+
+
+def test_two_processes_build_one_global_batch():
+  peers = start_peers([sys.executable, "-c", PEER], stdout=subprocess.PIPE)
   try:
     outputs = [peer.communicate(timeout=180) for peer in peers]
   finally:
@@ -90,3 +101,30 @@ def test_two_process_training_matches_single_process():
                           text=True, timeout=900)
   assert result.returncode == 0, result.stdout + result.stderr[-5000:]
   assert "match:" in result.stdout
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_all_at_one_saved_step(tmp_path_factory, tmp_path):
+  """jax.distributed's preemption service: a notice on one process makes every process save
+  the same step and stop (steps_per_call=4: the chosen step can fall inside a call)."""
+  data_dir = helpers.data_dir_or_phantoms(tmp_path_factory)
+  workdir = str(tmp_path / "run")
+  args = test_resume.command(data_dir, workdir) + [
+      "--config.train.shear_degrees=0", "--config.train.steps_per_call=4",
+      "--config.checkpoint.every_steps=8", "--config.train.val_every_steps=8",
+      "--config.train.log_every_steps=4"]
+  peers = start_peers(args, stdout=subprocess.DEVNULL)
+  try:
+    while not test_resume.saved_steps(workdir) and peers[0].poll() is None:
+      time.sleep(0.02)
+    peers[1].send_signal(signal.SIGTERM)
+    stderrs = [peer.communicate(timeout=300)[1] for peer in peers]
+  finally:
+    for peer in peers:
+      peer.kill()
+  saved = test_resume.saved_steps(workdir)
+  assert max(saved) > 8 and max(saved) < test_resume.TOTAL_STEPS, saved
+  for peer, stderr in zip(peers, stderrs):
+    assert peer.returncode == errors.PREEMPTED_EXIT_STATUS, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1].startswith(
+        f"preempted: stopped by SIGTERM at step {max(saved)}/")

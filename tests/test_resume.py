@@ -1,7 +1,10 @@
-"""A training run killed with SIGKILL and started again ends exactly like an uninterrupted one.
+"""A training run killed with SIGKILL, or stopped with SIGTERM, and started again ends exactly
+like an uninterrupted one.
 
 This is the reproducibility demonstration: the same command, run twice in one workdir with a
 SIGKILL in between, gives the same test metrics, curves and TensorBoard scalars as one run.
+SIGTERM (a scheduler's notice) makes the run save a checkpoint where it is and stop with exit
+status 143, so the second run resumes from that step instead of the last periodic checkpoint.
 """
 import json
 import os
@@ -12,7 +15,7 @@ import time
 
 import pytest
 
-from covseg_jax import checkpoint, summaries
+from covseg_jax import checkpoint, errors, summaries
 from tests import helpers
 from tests.test_summaries import read_events
 
@@ -55,27 +58,35 @@ def read_json(path):
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_result(tmp_path_factory, tmp_path):
+@pytest.mark.parametrize("signal_number", [signal.SIGKILL, signal.SIGTERM])
+def test_stopped_run_resumes_to_the_same_result(tmp_path_factory, tmp_path, signal_number):
   data_dir = helpers.data_dir_or_phantoms(tmp_path_factory)
   reference, resumed = str(tmp_path / "reference"), str(tmp_path / "resumed")
   env = environment(tmp_path / "compilation_cache")
   run_to_completion(command(data_dir, reference), env)
 
   process = subprocess.Popen(command(data_dir, resumed), cwd=REPO, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   try:
     while not saved_steps(resumed) and process.poll() is None:
       time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)  # As soon as the first checkpoint is on disk.
+    process.send_signal(signal_number)  # As soon as the first checkpoint is on disk.
   finally:
-    process.wait()
-  assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-  killed_at = saved_steps(resumed)
-  assert killed_at and max(killed_at) < TOTAL_STEPS
+    _, stderr = process.communicate()
+  saved = saved_steps(resumed)
+  assert saved and max(saved) < TOTAL_STEPS, "the run ended before it could be stopped"
+  if signal_number == signal.SIGKILL:
+    assert process.returncode == -signal.SIGKILL
+  else:  # Saved where it stopped (every_steps=9: the first save was at step 9).
+    assert process.returncode == errors.PREEMPTED_EXIT_STATUS, stderr[-3000:]
+    last_line = stderr.strip().splitlines()[-1]
+    assert last_line == (f"preempted: stopped by SIGTERM at step {max(saved)}/{TOTAL_STEPS}; "
+                         f"its checkpoint is in {resumed}: run the same command to resume")
+    assert max(saved) > 9
   assert not os.path.exists(os.path.join(resumed, "test_metrics.json"))
 
   log = run_to_completion(command(data_dir, resumed), env)
-  assert f"resuming at step {max(killed_at)}" in log
+  assert f"resuming at step {max(saved)}" in log
 
   expected = read_json(os.path.join(reference, "test_metrics.json"))
   actual = read_json(os.path.join(resumed, "test_metrics.json"))

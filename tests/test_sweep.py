@@ -3,11 +3,15 @@ import argparse
 import json
 import os
 import pathlib
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
-from covseg_jax import results, sweep
-from tests import helpers
+from covseg_jax import errors, results, sweep
+from tests import helpers, test_resume
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # The :cpu variant shrunk further: 32x32, a 4-8-16 SegNet, one epoch.
@@ -147,3 +151,36 @@ def test_failed_run_is_reported_and_the_sweep_goes_on(in_repo, tmp_path, capsys)
   assert sweep.main(argv[:2] + ["--experiments=1"] + argv[3:]) == 1
   assert "[1/1] exp1: running" in capsys.readouterr().out
   assert (root / "exp1" / sweep.LOG_FILE).read_text().count("error:") == 2
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_sweep_and_the_same_command_resumes(data_dir, tmp_path):
+  """SIGTERM reaches the running training process, which saves and stops; the sweep stops
+  with it (exit status 143, no later run started) and the same command finishes the sweep."""
+  root = tmp_path / "sweep"
+  command = [sys.executable, "-m", "covseg_jax.sweep", "--config=configs/segnet_multi.py:cpu",
+             f"--root={root}", "--experiments=4", "--folds=2",
+             f"--config.data.data_dir={data_dir}", *TINY, "--config.train.epochs=4",
+             "--config.checkpoint.every_steps=5"]
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  process = subprocess.Popen(command, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+  first = root / "exp4" / "fold0"
+  try:
+    while not test_resume.saved_steps(str(first)) and process.poll() is None:
+      time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    out = process.communicate(timeout=300)[0]
+  finally:
+    process.kill()
+  assert process.returncode == errors.PREEMPTED_EXIT_STATUS, out
+  assert "[1/2] exp4/fold0: stopped by SIGTERM" in out
+  assert "fold1" not in out and not (root / "exp4" / "fold1").exists()
+  assert "preempted: stopped by SIGTERM" in (first / sweep.LOG_FILE).read_text()
+  saved = max(test_resume.saved_steps(str(first)))
+
+  result = subprocess.run(command, cwd=REPO, env=env, text=True, capture_output=True,
+                          timeout=600)
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert f"resuming at step {saved}" in (first / sweep.LOG_FILE).read_text()
+  assert (root / "exp4" / "fold1" / "test_metrics.json").exists()
