@@ -70,7 +70,8 @@ def train_step(state, images, labels, indices, key, class_weights, *, train_conf
   sample_keys = jax.vmap(lambda i: jax.random.fold_in(aug_key, i))(jnp.arange(indices.shape[0]))
   batch_images, batch_labels = augment.augment(
       sample_keys, images[indices], labels[indices],
-      flip=train_config.flip, shear_degrees=train_config.shear_degrees)
+      flip=train_config.flip, shear_degrees=train_config.shear_degrees,
+      rotation_degrees=train_config.rotation_degrees, scale_range=train_config.scale_range)
   batch_images = jax.lax.with_sharding_constraint(batch_images, sharding)
   batch_labels = jax.lax.with_sharding_constraint(batch_labels, sharding)
 
@@ -162,6 +163,7 @@ def check_config(config, mesh):
       (tc.epochs >= 1, f"train.epochs={tc.epochs} must be at least 1"),
       (tc.batch_size >= 1, f"train.batch_size={tc.batch_size} must be at least 1"),
       (tc.steps_per_call >= 1, f"train.steps_per_call={tc.steps_per_call} must be at least 1"),
+      (0 <= tc.scale_range < 1, f"train.scale_range={tc.scale_range} must be in [0, 1)"),
       (config.eval.batch_size >= 1, f"eval.batch_size={config.eval.batch_size} must be at least 1"),
       (tc.loss in losses.LOSSES, f"train.loss={tc.loss!r} is not one of {losses.LOSSES}"),
       (data.task in preprocess.TASKS, f"data.task={data.task!r} is not one of {preprocess.TASKS}"),

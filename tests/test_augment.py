@@ -1,4 +1,4 @@
-"""Tests of the flip-and-shear augmentation."""
+"""Tests of the augmentation: flip and shear (the paper's), rotation and zoom."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,10 +8,11 @@ from covseg_jax.data import augment
 from covseg_jax.data import synthetic
 
 # Compiled once per static configuration and shape, shared by the tests.
-_augment = jax.jit(augment.augment, static_argnames=('flip', 'shear_degrees'))
-_params = jax.jit(jax.vmap(augment.sample_params, in_axes=(0, None, None)),
-                  static_argnums=(1, 2))
-_warp = jax.jit(jax.vmap(augment.warp, in_axes=(0, 0, 0, 0, None)), static_argnums=4)
+_augment = jax.jit(augment.augment, static_argnames=('flip', 'shear_degrees', 'rotation_degrees',
+                                                    'scale_range'))
+_params = jax.jit(jax.vmap(augment.sample_params, in_axes=(0, None, None, None, None)),
+                  static_argnums=(1, 2, 3, 4))
+_warp = jax.jit(jax.vmap(augment.warp, in_axes=(0, 0, 0, 0, 0, 0, None)), static_argnums=6)
 
 
 @pytest.fixture(scope='module')
@@ -37,7 +38,7 @@ def test_flip_is_an_exact_top_bottom_reflection(batch):
   images, labels = batch
   keys = _keys(6)
   out_images, out_labels = _augment(keys, images, labels, flip=True, shear_degrees=0.0)
-  flipped = np.asarray(_params(keys, True, 0.0)[0])
+  flipped = np.asarray(_params(keys, True, 0.0, 0.0, 0.0)[0])
   assert 0 < flipped.sum() < 6  # Both cases occur with these keys.
   for i, flip in enumerate(flipped):
     np.testing.assert_array_equal(out_images[i], images[i, ::-1] if flip else images[i])
@@ -48,9 +49,10 @@ def test_shear_geometry():
   # A 45-degree shear in x moves each row sideways by its distance from the
   # centre row, which stays; pixels coming from outside the input are 0.
   image = jnp.zeros((9, 9)).at[:, 4].set(1.0)
-  sheared = augment.warp(image, False, jnp.deg2rad(45.0), 0.0, order=0)
+  sheared = augment.warp(image, False, jnp.deg2rad(45.0), 0.0, 0.0, 1.0, order=0)
   assert [int(np.argmax(row)) for row in np.asarray(sheared)] == list(range(9))
-  ones = np.asarray(augment.warp(jnp.ones((9, 9)), False, 0.0, jnp.deg2rad(30.0), order=1))
+  ones = np.asarray(augment.warp(jnp.ones((9, 9)), False, 0.0, jnp.deg2rad(30.0), 0.0, 1.0,
+                                 order=1))
   assert ones[0, 8] == ones[8, 0] == 0.0
   np.testing.assert_allclose(ones[[0, 4, 8], [0, 4, 8]], 1.0, rtol=1e-6)
 
@@ -59,7 +61,8 @@ def test_labels_stay_aligned_with_the_image(batch):
   _, labels = batch
   keys = _keys(6, seed=3)
   as_image = labels[..., None].astype(jnp.float32)
-  out_images, out_labels = _augment(keys, as_image, labels)
+  out_images, out_labels = _augment(keys, as_image, labels, rotation_degrees=15.0,
+                                    scale_range=0.2)
   out_labels = np.asarray(out_labels)
   mismatch = np.round(np.asarray(out_images[..., 0])) != out_labels
   # Pixels with another label among their 8 neighbours: the only ones allowed to
@@ -71,7 +74,7 @@ def test_labels_stay_aligned_with_the_image(batch):
       boundary |= padded[:, d_row:d_row + 32, d_col:d_col + 32] != out_labels
   assert 0 < mismatch.mean() < 0.02 and not (mismatch & ~boundary).any()
   # Sampling the image by nearest neighbour with the same draws is exact.
-  nearest = _warp(as_image, *_params(keys, True, 10.0), 0)
+  nearest = _warp(as_image, *_params(keys, True, 10.0, 15.0, 0.2), 0)
   np.testing.assert_array_equal(nearest[..., 0], out_labels.astype(np.float32))
 
 
@@ -86,7 +89,8 @@ def test_deterministic_and_independent_of_the_batch(batch):
   # The draws are exactly those of each key alone; the warped images agree up to
   # float rounding, which XLA may order differently for another batch shape.
   for i in (0, 4):
-    for batched, alone in zip(_params(keys, True, 10.0), augment.sample_params(keys[i])):
+    for batched, alone in zip(_params(keys, True, 10.0, 0.0, 0.0),
+                             augment.sample_params(keys[i])):
       np.testing.assert_array_equal(batched[i], alone)
     alone = _augment(keys[i:i + 1], images[i:i + 1], labels[i:i + 1])
     np.testing.assert_allclose(alone[0][0], first[0][i], atol=1e-5)
@@ -97,9 +101,32 @@ def test_deterministic_and_independent_of_the_batch(batch):
 
 
 def test_draws():
-  flips, shear_x, shear_y = _params(_keys(512), True, 10.0)
+  flips, shear_x, shear_y, rotation, scale = _params(_keys(512), True, 10.0, 15.0, 0.2)
   shears = np.rad2deg(np.concatenate([np.asarray(shear_x), np.asarray(shear_y)]))
   assert np.abs(shears).max() <= 10.0 and np.abs(shears).max() > 9.5
   assert abs(np.corrcoef(shear_x, shear_y)[0, 1]) < 0.15
   assert 0.4 < np.asarray(flips).mean() < 0.6
-  assert not np.asarray(_params(_keys(64), False, 10.0)[0]).any()
+  assert not np.asarray(_params(_keys(64), False, 10.0, 0.0, 0.0)[0]).any()
+  rotation = np.rad2deg(np.asarray(rotation))
+  assert np.abs(rotation).max() <= 15.0 and np.abs(rotation).max() > 14.5
+  assert 0.8 <= np.asarray(scale).min() < 0.81 and 1.19 < np.asarray(scale).max() <= 1.2
+  # The paper's draws do not change when rotation and zoom are switched on.
+  paper = _params(_keys(512), True, 10.0, 0.0, 0.0)
+  for a, b in zip(paper[:3], (flips, shear_x, shear_y)):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(paper[3], 0.0)
+  np.testing.assert_array_equal(paper[4], 1.0)
+
+
+def test_rotation_and_zoom_geometry():
+  # A quarter turn of an odd-sized image moves every pixel exactly; a zoom by 2 keeps the
+  # centre and doubles distances from it.
+  image = jnp.asarray(np.random.default_rng(0).random((9, 9)), jnp.float32)
+  turned = np.asarray(augment.warp(image, False, 0.0, 0.0, jnp.deg2rad(90.0), 1.0, order=0))
+  assert any(np.array_equal(turned, np.rot90(image, k)) for k in (1, 3))
+  bar = jnp.zeros((9, 9)).at[4, 3:6].set(1.0)  # Three pixels about the centre.
+  zoomed = np.asarray(augment.warp(bar, False, 0.0, 0.0, 0.0, 2.0, order=0))
+  # Output column c samples input column 4 + (c - 4) / 2, rounded half to even.
+  assert zoomed[4].tolist() == [0, 0, 1, 1, 1, 1, 1, 0, 0]
+  assert zoomed.sum() == zoomed[3:6].sum() and zoomed[3:6].sum() > 5
+

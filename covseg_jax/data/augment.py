@@ -1,4 +1,5 @@
-"""On-device augmentation as in the paper: random vertical flip and random x/y shear.
+"""On-device augmentation: the paper's random vertical flip and x/y shear, plus optional random
+rotation and scaling (off in the paper's configs).
 
 Pure jax.numpy, meant to run inside `jax.jit`. Each sample draws from its own PRNG
 key, so a sample's augmentation does not depend on the batch it is in or on how the
@@ -8,31 +9,43 @@ import jax
 import jax.numpy as jnp
 
 
-def sample_params(key, flip=True, shear_degrees=10.0):
+def sample_params(key, flip=True, shear_degrees=10.0, rotation_degrees=0.0, scale_range=0.0):
   """Draws one sample's augmentation from its key.
 
   Returns:
-    (flip, shear_x, shear_y): a bool, true with probability 0.5 when `flip`, and two
-    shear angles in radians, each uniform over +-shear_degrees degrees.
+    (flip, shear_x, shear_y, rotation, scale): a bool, true with probability 0.5 when `flip`;
+    two shear angles in radians, each uniform over +-shear_degrees degrees; a rotation angle in
+    radians, uniform over +-rotation_degrees; a zoom factor, uniform in 1 +- scale_range.
+    With rotation_degrees = scale_range = 0 they are exactly 0 and 1, and the flip and shears
+    are the draws of the paper's augmentation alone.
   """
   flip_key, shear_key = jax.random.split(key)
+  rotation_key, scale_key = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
   do_flip = jax.random.bernoulli(flip_key, 0.5) if flip else jnp.bool_(False)
   shear = jnp.deg2rad(shear_degrees) * jax.random.uniform(shear_key, (2,), minval=-1.0,
                                                           maxval=1.0)
-  return do_flip, shear[0], shear[1]
+  rotation = jnp.deg2rad(rotation_degrees) * jax.random.uniform(rotation_key, minval=-1.0,
+                                                                maxval=1.0)
+  scale = 1.0 + scale_range * jax.random.uniform(scale_key, minval=-1.0, maxval=1.0)
+  return do_flip, shear[0], shear[1], rotation, scale
 
 
-def _source_coordinates(height, width, shear_x, shear_y):
-  """Input (row, col) sampled by each output pixel of the shear about the centre.
+def _source_coordinates(height, width, shear_x, shear_y, rotation, scale):
+  """Input (row, col) sampled by each output pixel of the warp about the centre.
 
   Forward map in (x = col, y = row) centred coordinates: x' = x + tan(shear_x) y,
-  then y' = y + tan(shear_y) x'. The inverse is applied to the output grid.
+  then y' = y + tan(shear_y) x', then a rotation by `rotation` and a zoom by `scale`.
+  The inverse is applied to the output grid (with no rotation or zoom, exactly the inverse
+  shear: the extra terms multiply by 1 and add 0).
   """
   centre_row, centre_col = (height - 1) / 2, (width - 1) / 2
   out_rows = jnp.arange(height, dtype=jnp.float32)[:, None] - centre_row
   out_cols = jnp.arange(width, dtype=jnp.float32)[None, :] - centre_col
-  rows = out_rows - jnp.tan(shear_y) * out_cols
-  cols = out_cols - jnp.tan(shear_x) * rows
+  cos, sin = jnp.cos(rotation), jnp.sin(rotation)
+  rotated_rows = (cos * out_rows - sin * out_cols) / scale
+  rotated_cols = (sin * out_rows + cos * out_cols) / scale
+  rows = rotated_rows - jnp.tan(shear_y) * rotated_cols
+  cols = rotated_cols - jnp.tan(shear_x) * rows
   return (jnp.broadcast_to(rows + centre_row, (height, width)),
           jnp.broadcast_to(cols + centre_col, (height, width)))
 
@@ -46,13 +59,15 @@ def _gather(array, rows, cols):
   return jnp.where(inside, values, jnp.zeros((), array.dtype))
 
 
-def warp(array, flip, shear_x, shear_y, order):
-  """Flips (reverses rows) and then shears one (H, W) or (H, W, C) array.
+def warp(array, flip, shear_x, shear_y, rotation, scale, order):
+  """Flips (reverses rows), then shears, rotates and zooms one (H, W) or (H, W, C) array.
 
   Args:
     array: the image or label map.
     flip: bool scalar, whether to reverse the rows (MATLAB's RandYReflection).
     shear_x, shear_y: shear angles in radians about the image centre.
+    rotation: rotation angle in radians about the image centre (0: none).
+    scale: zoom factor about the image centre (1: none; 2 doubles sizes).
     order: 1 samples bilinearly (images), 0 takes the nearest pixel (labels).
       Outside the input, both give 0.
 
@@ -61,7 +76,7 @@ def warp(array, flip, shear_x, shear_y, order):
   """
   array = jnp.where(flip, array[::-1], array)
   height, width = array.shape[:2]
-  rows, cols = _source_coordinates(height, width, shear_x, shear_y)
+  rows, cols = _source_coordinates(height, width, shear_x, shear_y, rotation, scale)
   if order == 0:
     return _gather(array, jnp.round(rows).astype(jnp.int32), jnp.round(cols).astype(jnp.int32))
   if order != 1:
@@ -78,8 +93,9 @@ def warp(array, flip, shear_x, shear_y, order):
   return result.astype(array.dtype)
 
 
-def augment(keys, images, labels, flip=True, shear_degrees=10.0):
-  """Randomly flips and shears a batch, images and labels alike.
+def augment(keys, images, labels, flip=True, shear_degrees=10.0, rotation_degrees=0.0,
+            scale_range=0.0):
+  """Randomly flips, shears, rotates and zooms a batch, images and labels alike.
 
   Args:
     keys: (B,) per-sample PRNG keys (typed keys or raw uint32 (B, 2)).
@@ -87,13 +103,15 @@ def augment(keys, images, labels, flip=True, shear_degrees=10.0):
     labels: (B, H, W) integer labels, sampled by nearest neighbour.
     flip: whether to flip top-bottom with probability 0.5.
     shear_degrees: shear angles in x and y are uniform in [-shear_degrees, shear_degrees].
+    rotation_degrees: the rotation angle is uniform in [-rotation_degrees, rotation_degrees].
+    scale_range: the zoom factor is uniform in [1 - scale_range, 1 + scale_range].
 
   Returns:
     (images, labels) with the input shapes and dtypes; pixels coming from outside
     the input are 0 in both.
   """
   def one(key, image, label):
-    params = sample_params(key, flip, shear_degrees)
+    params = sample_params(key, flip, shear_degrees, rotation_degrees, scale_range)
     return warp(image, *params, order=1), warp(label, *params, order=0)
 
   return jax.vmap(one)(keys, images, labels)
