@@ -13,7 +13,8 @@ to. Per family:
   validation global accuracy in metrics.jsonl (--select=val_accuracy, the score of the final
   weights the test metrics come from) or the last validation loss (--select=val_loss);
 - k-fold mean ± std over folds (Table 7) of accuracy and per-class Dice, from data.split='kfold'.
-A table is labelled 'reduced' when its runs differ from the paper's scale (256x256, 160 epochs).
+A table is labelled 'reduced' when its runs differ from the paper's scale (256x256, 160 epochs,
+full-width networks).
 Writes results.md, accuracy.csv, class_metrics.csv, kfold.csv and accuracy_vs_paper.png to --out
 (default <root>/results) and prints the Markdown.
 """
@@ -36,6 +37,8 @@ from covseg_jax.sweep import RUN_RECORD_FILE
 
 PAPER_IMAGE_SIZE = 256
 PAPER_EPOCHS = 160
+# Features of each network's first stage at full width (the :cpu variants divide them).
+FULL_WIDTH = {"segnet": 64, "unet": 64, "highresnet": 16}
 # --select: (metrics.jsonl key, which is better).
 SELECTIONS = {"val_accuracy": ("val/global_accuracy", max), "val_loss": ("val/loss", min)}
 SELECTION_TEXT = {"val_accuracy": "last validation global accuracy",
@@ -75,7 +78,11 @@ class RunResult:
 
   @property
   def scale(self):
-    return self.config["data"]["image_size"], self.config["train"]["epochs"]
+    """(image size, epochs, first-stage features, the same at full width)."""
+    model = self.config["model"]
+    width = model["base_features"] if model["name"] == "unet" else model["features"][0]
+    return (self.config["data"]["image_size"], self.config["train"]["epochs"], width,
+            FULL_WIDTH[model["name"]])
 
   @property
   def family_key(self):
@@ -125,12 +132,15 @@ def select_best(runs, selection):
 
 
 def is_reduced(runs):
-  return any(scale != (PAPER_IMAGE_SIZE, PAPER_EPOCHS) for scale in {r.scale for r in runs})
+  return any((size, epochs, width) != (PAPER_IMAGE_SIZE, PAPER_EPOCHS, full)
+             for size, epochs, width, full in {r.scale for r in runs})
 
 
 def scale_label(runs):
-  """'reduced: 128x128, 40 epochs' or 'full protocol: 256x256, 160 epochs'."""
-  scales = "; ".join(f"{s}x{s}, {e} epochs" for s, e in sorted({r.scale for r in runs}))
+  """'reduced: 128x128, 40 epochs, width 16/64' or 'full protocol: 256x256, 160 epochs'."""
+  scales = "; ".join(f"{size}x{size}, {epochs} epochs" + (
+      f", width {width}/{full}" if width != full else "")
+                     for size, epochs, width, full in sorted({r.scale for r in runs}))
   return f"{'reduced' if is_reduced(runs) else 'full protocol'}: {scales}"
 
 
@@ -164,7 +174,7 @@ def accuracy_rows(group, runs, best):
         "group": group, "model": run.family_key[0], "task": run.family_key[1], "run": run.label,
         "experiment": run.experiment, "learning_rate": run.config["train"]["learning_rate"],
         "batch_size": run.config["train"]["batch_size"], "image_size": run.scale[0],
-        "epochs": run.scale[1], "reduced": is_reduced([run]),
+        "epochs": run.scale[1], "width": run.scale[2], "reduced": is_reduced([run]),
         "val_global_accuracy": run.val.get("val/global_accuracy"),
         "val_loss": run.val.get("val/loss"),
         "test_accuracy_mean": run.test["global_accuracy_mean"],
@@ -398,7 +408,8 @@ def collect(root, out, selection="val_accuracy", command=None):
            f"{datetime.date.today().isoformat()} from {len(runs)} run(s) under `{root}`. "
            f"Best runs are chosen by the {SELECTION_TEXT[selection]} in metrics.jsonl, never by "
            f"test. 'Reduced' marks runs below the paper's scale ({PAPER_IMAGE_SIZE}x"
-           f"{PAPER_IMAGE_SIZE}, {PAPER_EPOCHS} epochs).", ""]
+           f"{PAPER_IMAGE_SIZE}, {PAPER_EPOCHS} epochs, full width; 'width 16/64': 16 features "
+           "in the first stage where the paper's network has 64).", ""]
   for (group, *_), group_runs in groups.items():
     lines += family_markdown(group, group_runs, selection, tables)
   os.makedirs(out, exist_ok=True)

@@ -13,14 +13,16 @@ CLASS_NAMES = {"binary": ("not infected", "infected"), "lung": ("background", "l
 
 
 def write_run(workdir, *, model="segnet", task="multi", lr=1e-3, batch=4, image_size=128,
-              epochs=40, fold=None, val=(), accuracy=(0.9, 0.05), dice=(0.9, 0.5, 0.4, 0.1),
-              record=None, extra=None):
+              epochs=40, width=16, fold=None, val=(), accuracy=(0.9, 0.05),
+              dice=(0.9, 0.5, 0.4, 0.1), record=None, extra=None):
   """A finished run: config.json, metrics.jsonl with `val` (accuracy, loss[, consolidation
   Dice]) entries in order
   and test_metrics.json with the given accuracy, per-class Dice and `extra` entries."""
   workdir.mkdir(parents=True)
   names = CLASS_NAMES[task]
-  config = {"model": {"name": model, "features": [16, 32, 64], "dtype": "float32"},
+  widths = ({"base_features": width} if model == "unet" else
+            {"features": [width, 2 * width, 4 * width]})
+  config = {"model": {"name": model, "dtype": "float32", **widths},
             "data": {"task": task, "image_size": image_size, "num_folds": 5,
                      "split": "paper" if fold is None else "kfold", "fold": fold or 0},
             "train": {"epochs": epochs, "learning_rate": lr, "batch_size": batch,
@@ -94,8 +96,8 @@ def test_tables_are_labelled_with_their_scale_and_provenance(multi_sweep, tmp_pa
   text = results.collect(str(multi_sweep), str(tmp_path / "out"))
   assert ("## segnet_multi: SegNet, multi-class (features [16, 32, 64], float32, "
           "loss weighted_ce)") in text
-  assert "### Global accuracy per experiment (Table 5), reduced: 128x128, 40 epochs" in text
-  assert "### Class-level metrics of the best run (Table 6), reduced: 128x128, 40 epochs" in text
+  assert "### Global accuracy per experiment (Table 5), reduced: 128x128, 40 epochs, width 16/64" in text
+  assert "### Class-level metrics of the best run (Table 6), reduced: 128x128, 40 epochs, width 16/64" in text
   assert "- Command: `python -m covseg_jax.sweep --config=configs/segnet_multi.py:cpu`" in text
   assert "- Device: AMD EPYC, 2 cores" in text
   assert "- Date: 2026-11-22 (0.15 h of training in total)" in text
@@ -104,13 +106,16 @@ def test_tables_are_labelled_with_their_scale_and_provenance(multi_sweep, tmp_pa
 
   full = tmp_path / "full"
   write_run(full / "unet_binary" / "exp4", model="unet", task="binary", image_size=256,
-            epochs=160, val=[(0.9, 0.2)], dice=(0.99, 0.74))
+            epochs=160, width=64, val=[(0.9, 0.2)], dice=(0.99, 0.74))
+  write_run(full / "unet_narrow" / "exp4", model="unet", task="binary", image_size=256,
+            epochs=160, width=16, val=[(0.9, 0.2)], dice=(0.99, 0.74))
   text = results.collect(str(full), str(tmp_path / "out_full"))
-  assert "reduced" not in text.split("## unet_binary")[1]
+  assert "reduced" not in text.split("## unet_binary")[1].split("## unet_narrow")[0]
   assert "(Table 3), full protocol: 256x256, 160 epochs" in text
+  assert "(Table 3), reduced: 256x256, 160 epochs, width 16/64" in text
   assert "not made by covseg_jax.sweep" in text
   rows = read_csv(tmp_path / "out_full" / "class_metrics.csv")
-  assert [(r["source"], float(r["dice"])) for r in rows] == [
+  assert [(r["source"], float(r["dice"])) for r in rows if r["group"] == "unet_binary"] == [
       ("this run: unet_binary/exp4", 0.74), ("paper: exp 4", 0.734)]
 
 
@@ -120,7 +125,7 @@ def test_lung_run_beside_the_lung_paper(tmp_path):
             val=[(0.95, 0.07)], dice=(0.99, 0.92), extra={"lung": {"summary": summary}})
   text = results.collect(str(tmp_path / "lung_resnet"), str(tmp_path / "out"))
   assert "## lung_resnet: HighResNet, lung segmentation" in text
-  assert "### Global accuracy per run, reduced: 128x128, 40 epochs" in text
+  assert "### Global accuracy per run, reduced: 128x128, 40 epochs" in text  # Full width: 16.
   assert "The paper publishes no global accuracy for this task." in text
   assert "| **lung_resnet** (selected) | 0.001 | 8 | 0.950 | 0.070 | 0.900 ± 0.050 | — |" in text
   assert "| lung | this run: lung_resnet | 0.800 | 0.950 | 0.870 | 0.920 | 0.700 | 0.400 |" in text
@@ -138,7 +143,7 @@ def test_kfold_mean_and_std_over_folds(tmp_path):
               dice=fold_dice)
   (root / "segnet_multi_cv" / "exp7" / "fold3").mkdir()  # Not started yet: no config.json.
   text = results.collect(str(root), str(tmp_path / "out"))
-  assert "### Cross-validation (Table 7), reduced: 128x128, 40 epochs" in text
+  assert "### Cross-validation (Table 7), reduced: 128x128, 40 epochs, width 16/64" in text
   assert "Global accuracy per experiment" not in text  # No run on the paper's split.
   assert "| 7 | 3/5 | val/global_accuracy | 0.850 ± 0.050 | — |" in text
   assert "| 7 | 3/5 | val/dice/consolidation | 0.400 ± 0.100 | — |" in text

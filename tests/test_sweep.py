@@ -128,7 +128,7 @@ def test_tiny_cross_validation_end_to_end_and_resume(in_repo, data_dir, tmp_path
   assert done_file.stat().st_mtime_ns == mtime
 
   text = results.collect(str(root), str(tmp_path / "tables"))
-  assert "### Cross-validation (Table 7), reduced: 32x32, 1 epochs" in text
+  assert "### Cross-validation (Table 7), reduced: 32x32, 1 epochs, width 4/64" in text
   assert "| 4 | 2/2 | test/global_accuracy |" in text
   assert "Command: `python -m covseg_jax.sweep --config=configs/segnet_multi.py:cpu" in text
   assert (tmp_path / "tables" / "kfold.csv").exists()
