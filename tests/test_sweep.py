@@ -59,14 +59,18 @@ def test_plan_experiments_and_folds(in_repo):
   assert (config.train.learning_rate, config.train.batch_size) == (5e-4, 2)
 
 
-@pytest.mark.parametrize("family", ["segnet_multi", "segnet_binary"])
-def test_improved_config_differs_from_the_paper_only_in_loss_and_tta(in_repo, family):
+@pytest.mark.parametrize("family, augmentation", [
+    ("segnet_multi", (15.0, 0.15)), ("segnet_binary", (0.0, 0.0))])
+def test_improved_config_differs_from_the_paper_only_in_the_adopted_changes(in_repo, family,
+                                                                           augmentation):
   for variant in ("", ":cpu,exp3"):
     paper = sweep.load_config(f"configs/{family}.py{variant}").to_dict()
     improved = sweep.load_config(f"configs/{family}_improved.py{variant}").to_dict()
     assert (paper["train"].pop("loss"), improved["train"].pop("loss")) == (
         "weighted_ce", "weighted_ce+dice")
     assert (paper["eval"].pop("tta_flip"), improved["eval"].pop("tta_flip")) == (False, True)
+    for field, value in zip(("rotation_degrees", "scale_range"), augmentation):
+      assert (paper["train"].pop(field), improved["train"].pop(field)) == (0.0, value)
     assert improved == paper
 
 
