@@ -49,9 +49,9 @@ def test_shear_geometry():
   # A 45-degree shear in x moves each row sideways by its distance from the
   # centre row, which stays; pixels coming from outside the input are 0.
   image = jnp.zeros((9, 9)).at[:, 4].set(1.0)
-  sheared = augment.warp(image, False, jnp.deg2rad(45.0), 0.0, 0.0, 1.0, order=0)
+  sheared = augment.warp(image, False, jnp.deg2rad(45.0), 0.0, None, None, order=0)
   assert [int(np.argmax(row)) for row in np.asarray(sheared)] == list(range(9))
-  ones = np.asarray(augment.warp(jnp.ones((9, 9)), False, 0.0, jnp.deg2rad(30.0), 0.0, 1.0,
+  ones = np.asarray(augment.warp(jnp.ones((9, 9)), False, 0.0, jnp.deg2rad(30.0), None, None,
                                  order=1))
   assert ones[0, 8] == ones[8, 0] == 0.0
   np.testing.assert_allclose(ones[[0, 4, 8], [0, 4, 8]], 1.0, rtol=1e-6)
@@ -89,8 +89,8 @@ def test_deterministic_and_independent_of_the_batch(batch):
   # The draws are exactly those of each key alone; the warped images agree up to
   # float rounding, which XLA may order differently for another batch shape.
   for i in (0, 4):
-    for batched, alone in zip(_params(keys, True, 10.0, 0.0, 0.0),
-                             augment.sample_params(keys[i])):
+    for batched, alone in zip(_params(keys, True, 10.0, 15.0, 0.2),
+                             augment.sample_params(keys[i], True, 10.0, 15.0, 0.2)):
       np.testing.assert_array_equal(batched[i], alone)
     alone = _augment(keys[i:i + 1], images[i:i + 1], labels[i:i + 1])
     np.testing.assert_allclose(alone[0][0], first[0][i], atol=1e-5)
@@ -114,18 +114,17 @@ def test_draws():
   paper = _params(_keys(512), True, 10.0, 0.0, 0.0)
   for a, b in zip(paper[:3], (flips, shear_x, shear_y)):
     np.testing.assert_array_equal(a, b)
-  np.testing.assert_array_equal(paper[3], 0.0)
-  np.testing.assert_array_equal(paper[4], 1.0)
+  assert paper[3] is None and paper[4] is None  # Not drawn, and not applied.
 
 
 def test_rotation_and_zoom_geometry():
   # A quarter turn of an odd-sized image moves every pixel exactly; a zoom by 2 keeps the
   # centre and doubles distances from it.
   image = jnp.asarray(np.random.default_rng(0).random((9, 9)), jnp.float32)
-  turned = np.asarray(augment.warp(image, False, 0.0, 0.0, jnp.deg2rad(90.0), 1.0, order=0))
+  turned = np.asarray(augment.warp(image, False, 0.0, 0.0, jnp.deg2rad(90.0), None, order=0))
   assert any(np.array_equal(turned, np.rot90(image, k)) for k in (1, 3))
   bar = jnp.zeros((9, 9)).at[4, 3:6].set(1.0)  # Three pixels about the centre.
-  zoomed = np.asarray(augment.warp(bar, False, 0.0, 0.0, 0.0, 2.0, order=0))
+  zoomed = np.asarray(augment.warp(bar, False, 0.0, 0.0, None, 2.0, order=0))
   # Output column c samples input column 4 + (c - 4) / 2, rounded half to even.
   assert zoomed[4].tolist() == [0, 0, 1, 1, 1, 1, 1, 0, 0]
   assert zoomed.sum() == zoomed[3:6].sum() and zoomed[3:6].sum() > 5

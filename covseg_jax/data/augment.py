@@ -16,17 +16,20 @@ def sample_params(key, flip=True, shear_degrees=10.0, rotation_degrees=0.0, scal
     (flip, shear_x, shear_y, rotation, scale): a bool, true with probability 0.5 when `flip`;
     two shear angles in radians, each uniform over +-shear_degrees degrees; a rotation angle in
     radians, uniform over +-rotation_degrees; a zoom factor, uniform in 1 +- scale_range.
-    With rotation_degrees = scale_range = 0 they are exactly 0 and 1, and the flip and shears
-    are the draws of the paper's augmentation alone.
+    rotation is None when rotation_degrees is 0, scale None when scale_range is 0: the paper's
+    augmentation then runs exactly as without them (same draws, same operations).
   """
   flip_key, shear_key = jax.random.split(key)
-  rotation_key, scale_key = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
   do_flip = jax.random.bernoulli(flip_key, 0.5) if flip else jnp.bool_(False)
   shear = jnp.deg2rad(shear_degrees) * jax.random.uniform(shear_key, (2,), minval=-1.0,
                                                           maxval=1.0)
-  rotation = jnp.deg2rad(rotation_degrees) * jax.random.uniform(rotation_key, minval=-1.0,
-                                                                maxval=1.0)
-  scale = 1.0 + scale_range * jax.random.uniform(scale_key, minval=-1.0, maxval=1.0)
+  rotation = scale = None
+  if rotation_degrees:
+    rotation = jnp.deg2rad(rotation_degrees) * jax.random.uniform(
+        jax.random.fold_in(key, 1), minval=-1.0, maxval=1.0)
+  if scale_range:
+    scale = 1.0 + scale_range * jax.random.uniform(jax.random.fold_in(key, 2), minval=-1.0,
+                                                   maxval=1.0)
   return do_flip, shear[0], shear[1], rotation, scale
 
 
@@ -34,18 +37,19 @@ def _source_coordinates(height, width, shear_x, shear_y, rotation, scale):
   """Input (row, col) sampled by each output pixel of the warp about the centre.
 
   Forward map in (x = col, y = row) centred coordinates: x' = x + tan(shear_x) y,
-  then y' = y + tan(shear_y) x', then a rotation by `rotation` and a zoom by `scale`.
-  The inverse is applied to the output grid (with no rotation or zoom, exactly the inverse
-  shear: the extra terms multiply by 1 and add 0).
+  then y' = y + tan(shear_y) x', then a rotation by `rotation` and a zoom by `scale` (either
+  None: none). The inverse is applied to the output grid.
   """
   centre_row, centre_col = (height - 1) / 2, (width - 1) / 2
   out_rows = jnp.arange(height, dtype=jnp.float32)[:, None] - centre_row
   out_cols = jnp.arange(width, dtype=jnp.float32)[None, :] - centre_col
-  cos, sin = jnp.cos(rotation), jnp.sin(rotation)
-  rotated_rows = (cos * out_rows - sin * out_cols) / scale
-  rotated_cols = (sin * out_rows + cos * out_cols) / scale
-  rows = rotated_rows - jnp.tan(shear_y) * rotated_cols
-  cols = rotated_cols - jnp.tan(shear_x) * rows
+  if rotation is not None:
+    cos, sin = jnp.cos(rotation), jnp.sin(rotation)
+    out_rows, out_cols = cos * out_rows - sin * out_cols, sin * out_rows + cos * out_cols
+  if scale is not None:
+    out_rows, out_cols = out_rows / scale, out_cols / scale
+  rows = out_rows - jnp.tan(shear_y) * out_cols
+  cols = out_cols - jnp.tan(shear_x) * rows
   return (jnp.broadcast_to(rows + centre_row, (height, width)),
           jnp.broadcast_to(cols + centre_col, (height, width)))
 
@@ -66,8 +70,8 @@ def warp(array, flip, shear_x, shear_y, rotation, scale, order):
     array: the image or label map.
     flip: bool scalar, whether to reverse the rows (MATLAB's RandYReflection).
     shear_x, shear_y: shear angles in radians about the image centre.
-    rotation: rotation angle in radians about the image centre (0: none).
-    scale: zoom factor about the image centre (1: none; 2 doubles sizes).
+    rotation: rotation angle in radians about the image centre, or None.
+    scale: zoom factor about the image centre (2 doubles sizes), or None.
     order: 1 samples bilinearly (images), 0 takes the nearest pixel (labels).
       Outside the input, both give 0.
 
