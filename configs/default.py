@@ -97,10 +97,11 @@ def unet_model():
 
 
 def apply_improvements(config):
-  """The changes of the *_improved configs, each chosen on validation folds (RESULTS.md).
+  """The changes both *_improved configs share, each chosen on validation folds (RESULTS.md).
 
   Cross-entropy + Dice loss instead of the weighted cross-entropy alone, and flip test-time
-  augmentation in the final evaluation and in predict.
+  augmentation in the final evaluation and in predict. (segnet_multi_improved adds rotation and
+  zoom, which only the multi-class folds supported.)
   """
   config.train.loss = "weighted_ce+dice"
   config.eval.tta_flip = True

@@ -278,9 +278,13 @@ def describe_family(run):
            else f"base features {model.get('base_features')}")
   task_name = TASK_TABLES[run.family_key[1]][0]
   details = [width, model["dtype"]]
-  loss = run.config.get("train", {}).get("loss")
-  if loss:
-    details.append(f"loss {loss}")
+  train = run.config.get("train", {})
+  if train.get("loss"):
+    details.append(f"loss {train['loss']}")
+  if train.get("rotation_degrees"):
+    details.append(f"rotation ±{train['rotation_degrees']:g}°")
+  if train.get("scale_range"):
+    details.append(f"zoom ±{train['scale_range']:g}")
   if run.config.get("eval", {}).get("tta_flip"):
     details.append("flip TTA")
   return f"{MODEL_NAMES.get(model['name'], model['name'])}, {task_name} ({', '.join(details)})"

@@ -182,3 +182,17 @@ def test_paper_tables_are_complete():
     for metrics in classes.values():
       assert metrics["gmean"] == pytest.approx(
           math.sqrt(metrics["sensitivity"] * metrics["specificity"]), abs=1e-3)
+
+
+def test_family_heading_names_the_training_changes():
+  config = {"model": {"name": "segnet", "features": [16, 32, 64], "dtype": "float32"},
+            "data": {"task": "multi"},
+            "train": {"loss": "weighted_ce+dice", "rotation_degrees": 15.0, "scale_range": 0.15},
+            "eval": {"tta_flip": True}}
+  run = results.RunResult(name="exp7", group="g", experiment=7, config=config, val={},
+                          test=None, record=None)
+  assert results.describe_family(run) == (
+      "SegNet, multi-class (features [16, 32, 64], float32, loss weighted_ce+dice, "
+      "rotation ±15°, zoom ±0.15, flip TTA)")
+  config["train"].update(rotation_degrees=0.0, scale_range=0.0)
+  assert "rotation" not in results.describe_family(run)
