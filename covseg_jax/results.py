@@ -80,7 +80,7 @@ class RunResult:
   def scale(self):
     """(image size, epochs, first-stage features, the same at full width)."""
     model = self.config["model"]
-    width = model["base_features"] if model["name"] == "unet" else model["features"][0]
+    width = model["features"][0] if "features" in model else model["base_features"]
     return (self.config["data"]["image_size"], self.config["train"]["epochs"], width,
             FULL_WIDTH[model["name"]])
 
