@@ -34,6 +34,7 @@ CONFIG_FILE = "config.json"
 NORMALIZATION_FILE = "normalization.npz"
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "checkpoints_best"
+ENSEMBLE_FILE = "ensemble.json"  # Marks an ensemble directory (covseg_jax.ensemble).
 
 # What orbax raises for a finished checkpoint whose files are truncated, corrupted or missing:
 # JSON and tensorstore errors are ValueErrors, a missing item directory a KeyError.
@@ -284,7 +285,13 @@ def restore_run(workdir, which: Union[str, int] = "best", mesh=None) -> Run:
 
   Raises:
     InputError: no config.json or normalization.npz, no such checkpoint, or all are damaged.
+
+  An ensemble directory (covseg_jax.ensemble) is restored as one run: `which` applies to each
+  member.
   """
+  if os.path.isfile(os.path.join(workdir, ENSEMBLE_FILE)):
+    from covseg_jax import ensemble  # Imported here: ensemble builds on this module.
+    return ensemble.restore(workdir, which, mesh)
   config = load_config(workdir)
   normalization = load_normalization(workdir)
   which = parse_which(which)

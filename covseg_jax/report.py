@@ -405,12 +405,18 @@ def write_report(workdir, config, results, split, predictions):
   prefix = os.path.join(report_dir, name)
   comparison = paper_comparison(config)
 
+  training = (f"learning rate {config.train.learning_rate:g}, batch size "
+              f"{config.train.batch_size}, {config.data.image_size}x{config.data.image_size}, "
+              f"{config.train.epochs} epochs, split '{config.data.split}'")
+  if "ensemble" in config:  # covseg_jax.ensemble
+    members = config.ensemble.members
+    weights = (f"ensemble of {len(members)} runs ({', '.join(members)}), each at its "
+               f"{results['checkpoint']} checkpoint; the first member's {training}")
+  else:
+    weights = f"{results['checkpoint']} checkpoint, step {results['step']}; {training}"
   sections = [
       f"# {config.model.name} {config.data.task}: {name} split",
-      f"{results['num_images']} images; {results['checkpoint']} checkpoint, step "
-      f"{results['step']}; learning rate {config.train.learning_rate:g}, batch size "
-      f"{config.train.batch_size}, {config.data.image_size}x{config.data.image_size}, "
-      f"{config.train.epochs} epochs, split '{config.data.split}'.",
+      f"{results['num_images']} images; {weights}.",
       "## Global accuracy per image (Tables 3 and 5)", accuracy_table(prefix, results, comparison),
       "## Class-level metrics (Tables 4 and 6)", class_table(prefix, results, comparison),
       "Pooled confusion matrix (rows: truth, columns: prediction):",

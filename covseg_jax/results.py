@@ -33,6 +33,7 @@ from typing import Optional
 import numpy as np
 
 from covseg_jax import paper_results, summaries
+from covseg_jax.checkpoint import ENSEMBLE_FILE
 from covseg_jax.sweep import RUN_RECORD_FILE
 
 PAPER_IMAGE_SIZE = 256
@@ -64,7 +65,8 @@ class RunResult:
   config: dict
   val: dict
   test: Optional[dict]
-  record: Optional[dict]  # The sweep's sweep_run.json: command, device, times.
+  # The sweep's sweep_run.json (command, device, times) or an ensemble's ensemble.json.
+  record: Optional[dict]
 
   @property
   def label(self):
@@ -97,9 +99,20 @@ def _read_json(path):
 
 
 def last_validation(workdir):
-  """The last validation entry of metrics.jsonl ({} if none): the final weights' scores."""
-  entries = [e for e in summaries.read_metrics(workdir) if "val/global_accuracy" in e]
-  return entries[-1] if entries else {}
+  """The final weights' validation scores ({} if none): the last validation entry of
+  metrics.jsonl, or for an ensemble, which has no training log, the same scalars from its
+  val_metrics.json (with its test-time flips if it uses them)."""
+  if not os.path.isfile(os.path.join(workdir, ENSEMBLE_FILE)):
+    entries = [e for e in summaries.read_metrics(workdir) if "val/global_accuracy" in e]
+    return entries[-1] if entries else {}
+  val = _read_json(os.path.join(workdir, "val_metrics.json"))
+  if val is None:
+    return {}
+  scalars = {"val/loss": float(np.mean(val["per_image_loss"])),
+             "val/global_accuracy": val["global_accuracy_mean"]}
+  scalars.update({f"val/dice/{name.replace(' ', '_')}": m["dice"]
+                  for name, m in val["classes"].items()})
+  return scalars
 
 
 def load_runs(root):
@@ -120,7 +133,8 @@ def load_runs(root):
         config=_read_json(os.path.join(workdir, "config.json")),
         val=last_validation(workdir),
         test=_read_json(os.path.join(workdir, "test_metrics.json")),
-        record=_read_json(os.path.join(workdir, RUN_RECORD_FILE))))
+        record=(_read_json(os.path.join(workdir, RUN_RECORD_FILE))
+                or _read_json(os.path.join(workdir, ENSEMBLE_FILE)))))
   return runs
 
 
@@ -253,22 +267,28 @@ def kfold_rows(group, runs):
 
 
 def provenance(runs):
-  """Markdown lines: the sweep commands, devices and dates recorded with finished runs."""
+  """Markdown lines: the sweep or ensemble commands, devices and dates recorded with finished
+  runs (an ensemble's members have their own lines in their families)."""
   records = [r.record for r in runs if r.record]
-  lines = []
-  for command in sorted({r["sweep_command"] for r in records}):
-    lines.append(f"- Command: `{command}`")
+  sweeps = [r for r in records if "sweep_command" in r]
+  ensembles = [r for r in records if "members" in r]
+  lines = [f"- Command: `{command}`" for command in sorted(
+      {r["sweep_command"] for r in sweeps} | {r["command"] for r in ensembles})]
   for device in sorted({r["device"] for r in records}):
     lines.append(f"- Device: {device}")
-  if records:
-    first = min(r["started"] for r in records)[:10]
-    last = max(r["finished"] for r in records)[:10]
-    hours = sum(r["seconds"] for r in records) / 3600
-    lines.append(f"- Date: {first if first == last else f'{first} to {last}'} "
-                 f"({hours:.2f} h of training in total)")
+  dates = sorted([r["started"][:10] for r in sweeps] + [r["finished"][:10] for r in sweeps]
+                 + [r["created"][:10] for r in ensembles])
+  if dates:
+    lines.append(f"- Date: {dates[0] if dates[0] == dates[-1] else f'{dates[0]} to {dates[-1]}'}"
+                 + (f" ({sum(r['seconds'] for r in sweeps) / 3600:.2f} h of training in total)"
+                    if sweeps else ""))
+  if ensembles:
+    sizes = sorted({len(r["members"]) for r in ensembles})
+    lines.append(f"- Ensembles of {' or '.join(map(str, sizes))} runs (mean softmax; members "
+                 "listed in each ensemble.json).")
   if len(records) < len(runs):
-    lines.append(f"- {len(runs) - len(records)} run(s) not made by covseg_jax.sweep: "
-                 "their command and device are not recorded.")
+    lines.append(f"- {len(runs) - len(records)} run(s) not made by covseg_jax.sweep or "
+                 "covseg_jax.ensemble: their command and device are not recorded.")
   return lines
 
 
@@ -287,6 +307,8 @@ def describe_family(run):
     details.append(f"zoom ±{train['scale_range']:g}")
   if run.config.get("eval", {}).get("tta_flip"):
     details.append("flip TTA")
+  if "ensemble" in run.config:
+    details.append(f"ensembles of {len(run.config['ensemble']['members'])} runs")
   return f"{MODEL_NAMES.get(model['name'], model['name'])}, {task_name} ({', '.join(details)})"
 
 

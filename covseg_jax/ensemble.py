@@ -1,0 +1,212 @@
+"""Ensembles: several trained runs used as one model, the mean of their softmax outputs.
+
+  python -m covseg_jax.ensemble --members=runs/a,runs/b,runs/c --out=runs/abc \
+      [--checkpoint=last] [--splits=val,test] [--tta_flip | --notta_flip]
+
+The members must share their data config (split, fold, image size, preprocessing): the same
+experiment trained with different seeds, or different networks on the same fold. Their networks
+and losses may differ. A slice's prediction is the argmax of the mean over the members of their
+softmax (with test-time flips, of each member's flip-averaged softmax).
+
+The command writes an ensemble directory, which the rest of the project reads like a training
+run's: ensemble.json (the members, as paths relative to it, their checkpoint, the command, device
+and date), config.json (the first member's config, with `ensemble.members` and the ensemble's
+eval.checkpoint and eval.tta_flip) and normalization.npz (the first member's), then evaluates
+each split as `python -m covseg_jax.main --mode=evaluate` would (<split>_metrics.json and
+report/). `covseg_jax.main --mode=evaluate`, `covseg_jax.predict` and `covseg_jax.results` take
+the directory as they take a run's. Per-image losses use the first member's loss on the log of the
+mean softmax. Bad input (a missing or incomplete member, members whose data differ, an --out that
+is not an ensemble directory) ends with a one-line `error: ...` and exit status 2, before anything
+is written.
+"""
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import shlex
+import shutil
+import sys
+from typing import Tuple
+
+import jax
+import jax.numpy as jnp
+
+from covseg_jax import checkpoint, evaluate, parallel
+from covseg_jax.errors import InputError
+
+@dataclasses.dataclass(frozen=True)
+class EnsembleModel:
+  """The members' flax modules as one model: apply(variables, images) with a tuple of the
+  members' variables returns the log of the mean of their softmax, float32 (B, S, S, C).
+
+  Hashable (frozen, of hashable modules), so it can be a static argument of jax.jit like a module.
+  """
+  members: Tuple
+
+  def apply(self, variables, images, train=False):
+    log_probs = jnp.stack([
+        jax.nn.log_softmax(member.apply(v, images, train=train).astype(jnp.float32), axis=-1)
+        for member, v in zip(self.members, variables)])
+    return jax.nn.logsumexp(log_probs, axis=0) - jnp.log(len(self.members))
+
+
+def is_ensemble(workdir):
+  return os.path.isfile(os.path.join(workdir, checkpoint.ENSEMBLE_FILE))
+
+
+def read_record(workdir):
+  """ensemble.json as a dict; InputError if unreadable."""
+  path = os.path.join(workdir, checkpoint.ENSEMBLE_FILE)
+  try:
+    with open(path, encoding="utf-8") as f:
+      record = json.load(f)
+    if not isinstance(record.get("members"), list):
+      raise ValueError("no list of members")
+  except (OSError, ValueError, AttributeError) as e:
+    raise InputError(f"{path}: unreadable ensemble record ({e})") from None
+  return record
+
+
+def member_paths(workdir):
+  """The members' run directories (stored relative to the ensemble directory)."""
+  return [os.path.normpath(os.path.join(workdir, m)) for m in read_record(workdir)["members"]]
+
+
+def _data_difference(first, other, prefix="data"):
+  """The first 'field: a vs b' where two data configs differ, or None."""
+  for key in sorted(set(first) | set(other)):
+    a, b = first.get(key), other.get(key)
+    if isinstance(a, dict) and isinstance(b, dict):
+      found = _data_difference(a, b, f"{prefix}.{key}")
+      if found:
+        return found
+    elif a != b:
+      return f"{prefix}.{key}: {b!r} vs {a!r}"
+  return None
+
+
+def restore_members(members, which, mesh):
+  """checkpoint.restore_run of each member, checked to share their data config."""
+  if len(members) < 2:
+    raise InputError(f"an ensemble needs at least two members, got {members}")
+  real = [os.path.realpath(m) for m in members]
+  for i, path in enumerate(real):
+    if path in real[:i]:
+      raise InputError(f"{members[i]}: listed twice as a member")
+  runs = [checkpoint.restore_run(m, which, mesh) for m in members]
+  first = runs[0].config.data.to_dict()
+  for member, run in zip(members[1:], runs[1:]):
+    difference = _data_difference(first, run.config.data.to_dict())
+    if difference:
+      raise InputError(f"{member}: its data differ from {members[0]}'s ({difference}); an "
+                       "ensemble's members must share their data config")
+  return runs
+
+
+def restore(workdir, which=None, mesh=None):
+  """An ensemble directory restored as a checkpoint.Run: model an EnsembleModel, variables the
+  tuple of the members' variables, step the first member's.
+
+  which: the members' checkpoint ('best', 'last' or a step); None takes ensemble.json's.
+  """
+  record = read_record(workdir)
+  which = checkpoint.parse_which(record["checkpoint"] if which is None else which)
+  mesh = parallel.create_mesh() if mesh is None else mesh
+  runs = restore_members(member_paths(workdir), which, mesh)
+  return dataclasses.replace(
+      runs[0], config=checkpoint.load_config(workdir),
+      model=EnsembleModel(tuple(r.model for r in runs)),
+      variables=tuple(r.variables for r in runs))
+
+
+def _check_out(out, members):
+  """Refuses an --out that is a member, or an existing directory other than this ensemble's."""
+  if os.path.realpath(out) in {os.path.realpath(m) for m in members}:
+    raise InputError(f"{out}: is one of the members; choose a new --out")
+  if not os.path.exists(out):
+    return
+  if not os.path.isdir(out):
+    raise InputError(f"{out}: exists and is not a directory")
+  if is_ensemble(out):
+    if [os.path.realpath(m) for m in member_paths(out)] != [os.path.realpath(m) for m in members]:
+      raise InputError(f"{out}: an ensemble of other members ({checkpoint.ENSEMBLE_FILE}); "
+                       "choose a new --out")
+  elif os.listdir(out):
+    raise InputError(f"{out}: exists and is not an ensemble directory; choose a new --out")
+
+
+def create(members, out, which="last", tta_flip=None, command=None):
+  """Writes the ensemble directory `out` of the run directories `members` (module docstring).
+
+  tta_flip: None takes the members' eval.tta_flip, which must then agree.
+  Raises InputError before writing anything if a member or `out` is unusable.
+  """
+  from covseg_jax.sweep import describe_device  # The sweep's record of the machine.
+
+  _check_out(out, members)
+  runs = restore_members(members, which, parallel.create_mesh(jax.devices()[:1]))
+  if tta_flip is None:
+    flags = {bool(r.config.eval.get("tta_flip", False)) for r in runs}
+    if len(flags) > 1:
+      raise InputError("the members differ in eval.tta_flip: choose with --tta_flip or "
+                       "--notta_flip")
+    tta_flip = flags.pop()
+  relative = [os.path.relpath(m, out) for m in members]
+  config = runs[0].config.copy_and_resolve_references()
+  config.eval.checkpoint = str(which)
+  config.eval.tta_flip = bool(tta_flip)
+  config.ensemble = {"members": relative}
+  record = {"members": relative, "checkpoint": str(which), "tta_flip": bool(tta_flip),
+            "member_steps": [int(r.step) for r in runs], "command": command,
+            "device": describe_device(),
+            "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+  os.makedirs(out, exist_ok=True)
+  shutil.copyfile(os.path.join(members[0], checkpoint.NORMALIZATION_FILE),
+                  os.path.join(out, checkpoint.NORMALIZATION_FILE))
+  with open(os.path.join(out, checkpoint.CONFIG_FILE), "w", encoding="utf-8") as f:
+    f.write(config.to_json_best_effort(indent=2))
+  with open(os.path.join(out, checkpoint.ENSEMBLE_FILE), "w", encoding="utf-8") as f:
+    json.dump(record, f, indent=2)
+
+
+def main(argv):
+  parser = argparse.ArgumentParser(
+      prog="python -m covseg_jax.ensemble",
+      description="Evaluate several trained runs as one model (mean of their softmax).")
+  parser.add_argument("--members", required=True,
+                      help="comma-separated run directories sharing their data config")
+  parser.add_argument("--out", required=True, help="the ensemble directory to write")
+  parser.add_argument("--checkpoint", default="last",
+                      help="the members' checkpoint: best, last (default) or a step number")
+  parser.add_argument("--splits", default="val,test",
+                      help="comma-separated splits to evaluate (default: val,test)")
+  parser.add_argument("--tta_flip", dest="tta_flip", action="store_true", default=None,
+                      help="test-time flips (default: the members' eval.tta_flip)")
+  parser.add_argument("--notta_flip", dest="tta_flip", action="store_false")
+  options = parser.parse_args(argv)
+  try:
+    which = checkpoint.parse_which(options.checkpoint)
+  except ValueError as e:
+    parser.error(f"--checkpoint: {e}")
+  members = [m for m in options.members.split(",") if m]
+  splits = [s for s in options.splits.split(",") if s]
+  bad = [s for s in splits if s not in ("train", "val", "test")]
+  if bad or not splits:
+    parser.error(f"--splits must name train, val or test, got {options.splits!r}")
+  try:
+    create(members, options.out, which, options.tta_flip,
+           shlex.join(["python", "-m", "covseg_jax.ensemble", *argv]))
+    for split in splits:
+      results = evaluate.evaluate_run(options.out, split_name=split)
+      print(f"{split}: global accuracy {results['global_accuracy_mean']:.4f}; Dice "
+            + ", ".join(f"{name} {m['dice']:.3f}" for name, m in results["classes"].items()))
+  except InputError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(f"written to {options.out}/", file=sys.stderr)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv[1:]))
