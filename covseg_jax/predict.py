@@ -318,6 +318,8 @@ class Model:
     self._check(run)
     self._model = run.model
     self.tta_flip = bool(run.config.eval.get('tta_flip', False))
+    # An ensemble directory's members, relative to it (covseg_jax.ensemble); [] for one run.
+    self.members = list(run.config.get('ensemble', {}).get('members', []))
     self._variables = jax.device_put(run.variables, jax.devices()[0])
 
   def _check(self, run):
@@ -354,9 +356,12 @@ class Model:
                        f'{(1, size, size, classes)} for task {self.task!r}')
 
   def describe(self):
-    return {'run': self.source, 'checkpoint': self.checkpoint, 'step': self.step,
-            'task': self.task, 'normalization': self.method, 'image_size': self.image_size,
-            'tta_flip': self.tta_flip}
+    described = {'run': self.source, 'checkpoint': self.checkpoint, 'step': self.step,
+                 'task': self.task, 'normalization': self.method,
+                 'image_size': self.image_size, 'tta_flip': self.tta_flip}
+    if self.members:
+      described['ensemble_members'] = self.members
+    return described
 
   def _normalize(self, resized, lung):
     return preprocess.normalize(resized, self.method, lung=lung,

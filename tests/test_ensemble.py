@@ -83,9 +83,10 @@ def test_an_ensemble_of_a_run_and_its_copy_is_the_run(members, tmp_path):
 
   # predict reads the ensemble directory as a run, with the same masks as the member alone.
   slices = np.random.default_rng(0).uniform(0, 255, (3, 40, 40)).astype(np.float32)
-  alone, pair = (predict.load_model(path, "infection", batch_size=2).segment(slices)
-                 for path in (members[0], out))
-  assert (alone != pair).mean() < 1e-3
+  alone, pair = (predict.load_model(path, "infection", batch_size=2) for path in (members[0], out))
+  assert (alone.segment(slices) != pair.segment(slices)).mean() < 1e-3
+  assert "ensemble_members" not in alone.describe()
+  assert len(pair.describe()["ensemble_members"]) == 2
 
 
 def test_results_read_an_ensemble_as_a_run(members, tmp_path):
