@@ -34,6 +34,8 @@ import jax.numpy as jnp
 
 from covseg_jax import checkpoint, evaluate, parallel
 from covseg_jax.errors import InputError
+from covseg_jax.sweep import describe_device
+
 
 @dataclasses.dataclass(frozen=True)
 class EnsembleModel:
@@ -142,8 +144,6 @@ def create(members, out, which="last", tta_flip=None, command=None):
   tta_flip: None takes the members' eval.tta_flip, which must then agree.
   Raises InputError before writing anything if a member or `out` is unusable.
   """
-  from covseg_jax.sweep import describe_device  # The sweep's record of the machine.
-
   _check_out(out, members)
   runs = restore_members(members, which, parallel.create_mesh(jax.devices()[:1]))
   if tta_flip is None:
