@@ -14,7 +14,8 @@ to. Per family:
   weights the test metrics come from) or the last validation loss (--select=val_loss);
 - k-fold mean ± std over folds (Table 7) of accuracy and per-class Dice, from data.split='kfold'.
 A table is labelled 'reduced' when its runs differ from the paper's scale (256x256, 160 epochs,
-full-width networks).
+full-width networks). An ensemble directory (covseg_jax.ensemble) counts as a run; its validation
+scores come from its val_metrics.json.
 Writes results.md, accuracy.csv, class_metrics.csv, kfold.csv and accuracy_vs_paper.png to --out
 (default <root>/results) and prints the Markdown.
 """
@@ -273,7 +274,7 @@ def provenance(runs):
   sweeps = [r for r in records if "sweep_command" in r]
   ensembles = [r for r in records if "members" in r]
   lines = [f"- Command: `{command}`" for command in sorted(
-      {r["sweep_command"] for r in sweeps} | {r["command"] for r in ensembles})]
+      {r["sweep_command"] for r in sweeps} | {r["command"] for r in ensembles if r["command"]})]
   for device in sorted({r["device"] for r in records}):
     lines.append(f"- Device: {device}")
   dates = sorted([r["started"][:10] for r in sweeps] + [r["finished"][:10] for r in sweeps]

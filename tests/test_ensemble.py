@@ -101,8 +101,13 @@ def test_results_read_an_ensemble_as_a_run(members, tmp_path):
   assert pair.val["val/global_accuracy"] == val["global_accuracy_mean"]
   assert pair.val["val/loss"] == pytest.approx(np.mean(val["per_image_loss"]))
   assert "members" in pair.record
+  # An ensemble made through the API records no command; the tables still build.
+  ensemble.create([str(root / "single" / "seed1"), str(root / "single" / "seed0")],
+                  str(root / "api"))
+  evaluate.evaluate_run(str(root / "api"), split_name="test")
   text = results.collect(str(root), str(tmp_path / "tables"))
   assert "ensembles of 2 runs" in text and "python -m covseg_jax.ensemble" in text
+  assert "## api:" in text and "`None`" not in text
 
 
 def test_bad_input_is_one_line_and_writes_nothing(members, tmp_path, capsys):
