@@ -76,6 +76,11 @@ def write_run_files(workdir, config, dataset):
   np.savez(os.path.join(workdir, NORMALIZATION_FILE), **arrays)
 
 
+def is_ensemble(workdir):
+  """Whether `workdir` is an ensemble directory (covseg_jax.ensemble) rather than a run's."""
+  return os.path.isfile(os.path.join(workdir, ENSEMBLE_FILE))
+
+
 def load_config(workdir):
   """The run's resolved config; InputError if config.json is missing or unreadable."""
   path = os.path.join(workdir, CONFIG_FILE)
@@ -289,7 +294,7 @@ def restore_run(workdir, which: Union[str, int] = "best", mesh=None) -> Run:
   An ensemble directory (covseg_jax.ensemble) is restored as one run: `which` applies to each
   member.
   """
-  if os.path.isfile(os.path.join(workdir, ENSEMBLE_FILE)):
+  if is_ensemble(workdir):
     from covseg_jax import ensemble  # Imported here: ensemble builds on this module.
     return ensemble.restore(workdir, which, mesh)
   config = load_config(workdir)

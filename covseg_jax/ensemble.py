@@ -53,10 +53,6 @@ class EnsembleModel:
     return jax.nn.logsumexp(log_probs, axis=0) - jnp.log(len(self.members))
 
 
-def is_ensemble(workdir):
-  return os.path.isfile(os.path.join(workdir, checkpoint.ENSEMBLE_FILE))
-
-
 def read_record(workdir):
   """ensemble.json as a dict; InputError if unreadable."""
   path = os.path.join(workdir, checkpoint.ENSEMBLE_FILE)
@@ -130,7 +126,7 @@ def _check_out(out, members):
     return
   if not os.path.isdir(out):
     raise InputError(f"{out}: exists and is not a directory")
-  if is_ensemble(out):
+  if checkpoint.is_ensemble(out):
     if [os.path.realpath(m) for m in member_paths(out)] != [os.path.realpath(m) for m in members]:
       raise InputError(f"{out}: an ensemble of other members ({checkpoint.ENSEMBLE_FILE}); "
                        "choose a new --out")

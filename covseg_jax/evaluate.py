@@ -95,6 +95,16 @@ def split_metrics(labels, predictions, num_classes, class_names):
   return _confusion_metrics(confusion, class_names)
 
 
+def validation_scalars(split_results, loss):
+  """The scalars a validation logs (metrics.jsonl, TensorBoard, best-checkpoint choice):
+  'val/loss' (`loss`, the mean per-image loss), 'val/global_accuracy' and 'val/dice/<class>'
+  (spaces as _), from split_metrics' (or compute_results') dict."""
+  scalars = {"val/loss": float(loss), "val/global_accuracy": split_results["global_accuracy_mean"]}
+  scalars.update({f"val/dice/{name.replace(' ', '_')}": m["dice"]
+                  for name, m in split_results["classes"].items()})
+  return scalars
+
+
 def _confusion_metrics(confusion, class_names):
   """split_metrics from per-image confusion matrices (N, C, C)."""
   pooled_confusion = metrics.pooled_confusion_matrix(confusion)

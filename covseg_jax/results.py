@@ -34,7 +34,8 @@ from typing import Optional
 import numpy as np
 
 from covseg_jax import paper_results, summaries
-from covseg_jax.checkpoint import ENSEMBLE_FILE
+from covseg_jax.checkpoint import ENSEMBLE_FILE, is_ensemble
+from covseg_jax.evaluate import validation_scalars
 from covseg_jax.sweep import RUN_RECORD_FILE
 
 PAPER_IMAGE_SIZE = 256
@@ -103,17 +104,11 @@ def last_validation(workdir):
   """The final weights' validation scores ({} if none): the last validation entry of
   metrics.jsonl, or for an ensemble, which has no training log, the same scalars from its
   val_metrics.json (with its test-time flips if it uses them)."""
-  if not os.path.isfile(os.path.join(workdir, ENSEMBLE_FILE)):
+  if not is_ensemble(workdir):
     entries = [e for e in summaries.read_metrics(workdir) if "val/global_accuracy" in e]
     return entries[-1] if entries else {}
   val = _read_json(os.path.join(workdir, "val_metrics.json"))
-  if val is None:
-    return {}
-  scalars = {"val/loss": float(np.mean(val["per_image_loss"])),
-             "val/global_accuracy": val["global_accuracy_mean"]}
-  scalars.update({f"val/dice/{name.replace(' ', '_')}": m["dice"]
-                  for name, m in val["classes"].items()})
-  return scalars
+  return {} if val is None else validation_scalars(val, np.mean(val["per_image_loss"]))
 
 
 def load_runs(root):

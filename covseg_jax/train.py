@@ -267,10 +267,7 @@ def train_and_evaluate(config, workdir):
       predictions, val_losses = evaluator(model_variables(state), dataset.val)
       val = evaluate.split_metrics(dataset.val.labels, predictions, dataset.num_classes,
                                    dataset.class_names)
-      scalars = {"val/loss": float(val_losses.mean()),
-                 "val/global_accuracy": val["global_accuracy_mean"]}
-      scalars.update({f"val/dice/{name.replace(' ', '_')}": m["dice"]
-                      for name, m in val["classes"].items()})
+      scalars = evaluate.validation_scalars(val, val_losses.mean())
       writer.write_scalars(done, scalars)
       best = checkpoints.save_if_best(done, state, scalars)
       logging.info("  val loss %.4f accuracy %.4f dice %s%s", scalars["val/loss"],
