@@ -27,10 +27,12 @@ def get_config(arg=None):
   config.data.image_size = 256  # The paper resized 512 -> 256.
   config.data.normalization = "zero_center"  # Subtract the training mean image (MATLAB 'zerocenter').
   config.data.lung_mask = True  # Zero everything outside the lungs.
-  config.data.split = "paper"  # 'paper' (72/10/18 of the authors) or 'kfold'.
-  config.data.num_folds = 5  # For split='kfold' (the paper's 70/10/20).
+  # 'paper' (72/10/18 of the authors), 'kfold' (cross-validation) or 'paper_kfold' (the
+  # paper's test slices in every fold, folds of the other 82: to ensemble); see data/splits.py.
+  config.data.split = "paper"
+  config.data.num_folds = 5  # For the k-fold splits ('kfold': the paper's 70/10/20).
   config.data.fold = 0
-  config.data.split_seed = 0  # Permutation seed of the k-fold split.
+  config.data.split_seed = 0  # Permutation seed of the k-fold splits.
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "segnet"  # 'segnet', 'unet' or 'highresnet'.

@@ -5,10 +5,13 @@
       --root=runs/sweeps/segnet_multi_cv
   python -m covseg_jax.sweep --config=configs/lung_resnet.py:cpu --experiments=none --folds=5 \
       --root=runs/sweeps/lung_cv --config.train.epochs=20
+  python -m covseg_jax.sweep --config=configs/segnet_multi_improved.py --experiments=7 \
+      --folds=5 --fold_split=paper_kfold --root=runs/sweeps/segnet_multi_improved_folds
 
 Runs go to <root>/expN (the paper's split), <root>/expN/foldK (fold K of a --folds=k
-cross-validation: data.split='kfold', the paper's 70/10/20 for k=5) or <root>/foldK with
---experiments=none (the config as given). Each is a subprocess `python -m covseg_jax.main`, one
+cross-validation: data.split='kfold', the paper's 70/10/20 for k=5; with
+--fold_split=paper_kfold, fold K of the paper's 82 non-test slices, tested on the paper's 18, whose
+runs covseg_jax.ensemble combines) or <root>/foldK with --experiments=none (the config as given). Each is a subprocess `python -m covseg_jax.main`, one
 at a time, using every local device; its output goes to <workdir>/train.log. A run whose metrics
 file (<workdir>/test_metrics.json) exists is skipped; any other is started again with the same
 command, so a checkpointed run resumes. A failed run is reported and the sweep goes on; the exit
@@ -86,7 +89,7 @@ def load_config(config_arg):
     raise ValueError(f"{config_arg}: {e}") from None
 
 
-def plan_runs(config, root, experiments, folds, overrides):
+def plan_runs(config, root, experiments, folds, overrides, fold_split="kfold"):
   """The runs of a sweep, in order: experiments outermost, folds innermost.
 
   The experiment variant goes after the config's own variants, so with `:cpu` an experiment
@@ -107,7 +110,7 @@ def plan_runs(config, root, experiments, folds, overrides):
         parts.append(f"exp{experiment}")
       if fold is not None:
         parts.append(f"fold{fold}")
-        fold_args = ("--config.data.split=kfold", f"--config.data.num_folds={folds}",
+        fold_args = (f"--config.data.split={fold_split}", f"--config.data.num_folds={folds}",
                      f"--config.data.fold={fold}")
       name = "/".join(parts) or "."
       workdir = os.path.normpath(os.path.join(root, name))
@@ -232,6 +235,10 @@ def parse_args(argv):
                            "config as given")
   parser.add_argument("--folds", type=int, default=0,
                       help="k >= 2: k-fold cross-validation (paper: 5); 0: the paper's split")
+  parser.add_argument("--fold_split", choices=("kfold", "paper_kfold"), default="kfold",
+                      help="with --folds: 'kfold' (cross-validation: the folds' test sets cover "
+                           "all slices) or 'paper_kfold' (every fold tested on the paper's test "
+                           "slices; folds of the other 82, to ensemble)")
   parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
   options, overrides = parser.parse_known_args(argv)
   bad = [a for a in overrides if not (a.startswith("--config.") and "=" in a)]
@@ -239,13 +246,16 @@ def parse_args(argv):
     parser.error(f"unrecognised arguments {bad}: overrides take the form --config.FIELD=VALUE")
   if options.folds == 1 or options.folds < 0:
     parser.error("--folds must be 0 (the paper's split) or at least 2")
+  if options.fold_split != "kfold" and not options.folds:
+    parser.error(f"--fold_split={options.fold_split} needs --folds")
   return options, overrides
 
 
 def main(argv):
   options, overrides = parse_args(argv)
   try:
-    runs = plan_runs(options.config, options.root, options.experiments, options.folds, overrides)
+    runs = plan_runs(options.config, options.root, options.experiments, options.folds, overrides,
+                     options.fold_split)
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

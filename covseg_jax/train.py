@@ -20,7 +20,7 @@ from absl import logging
 from flax.training import train_state
 
 from covseg_jax import checkpoint, evaluate, losses, models, parallel, report, summaries
-from covseg_jax.data import augment, medseg, pipeline, preprocess
+from covseg_jax.data import augment, medseg, pipeline, preprocess, splits
 from covseg_jax.errors import InputError, Preempted
 
 
@@ -167,6 +167,7 @@ def check_config(config, mesh):
       (config.eval.batch_size >= 1, f"eval.batch_size={config.eval.batch_size} must be at least 1"),
       (tc.loss in losses.LOSSES, f"train.loss={tc.loss!r} is not one of {losses.LOSSES}"),
       (data.task in preprocess.TASKS, f"data.task={data.task!r} is not one of {preprocess.TASKS}"),
+      (data.split in splits.SPLITS, f"data.split={data.split!r} is not one of {splits.SPLITS}"),
       (data.normalization in preprocess.NORMALIZATIONS,
        f"data.normalization={data.normalization!r} is not one of {preprocess.NORMALIZATIONS}"),
       (data.image_source in medseg.IMAGE_SOURCES,

@@ -82,3 +82,16 @@ def test_kfold_tests_partition_the_slices(n):
     assert {(len(f.train), len(f.val), len(f.test)) for f in folds} == {(70, 10, 20)}
   with pytest.raises(ValueError):
     splits.kfold_split(n, 5, 5, seed=1)
+
+
+def test_paper_kfold_folds_the_paper_development_slices_and_keeps_its_test():
+  paper = splits.computed_paper_split()
+  development = np.concatenate([paper.train, paper.val])
+  folds = [splits.paper_kfold_split(paper, 5, fold, seed=0) for fold in range(5)]
+  for fold in folds:
+    _assert_partition(fold, 100)
+    assert np.array_equal(fold.test, paper.test)
+  assert np.array_equal(np.sort(np.concatenate([f.val for f in folds])), np.sort(development))
+  assert sorted(len(f.val) for f in folds) == [16, 16, 16, 17, 17]
+  with pytest.raises(ValueError):
+    splits.paper_kfold_split(paper, 5, 5, seed=0)

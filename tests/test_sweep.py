@@ -57,6 +57,14 @@ def test_plan_experiments_and_folds(in_repo):
                       "--config.data.fold=1", "--config.train.epochs=2")
   config = sweep.load_config("configs/unet_multi.py:cpu,exp4")
   assert (config.train.learning_rate, config.train.batch_size) == (5e-4, 2)
+  runs = sweep.plan_runs("configs/unet_multi.py:cpu", "sw", [4], 3, [], "paper_kfold")
+  assert "--config.data.split=paper_kfold" in runs[1].args
+
+
+def test_fold_split_needs_folds(capsys):
+  with pytest.raises(SystemExit):
+    sweep.parse_args(["--config=c.py", "--root=r", "--fold_split=paper_kfold"])
+  assert "--fold_split=paper_kfold needs --folds" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("family, augmentation", [

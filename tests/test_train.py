@@ -193,6 +193,7 @@ def test_steps_per_call_does_not_change_the_run(data_dir, tmp_path):
     ("train.loss", "focal", "train.loss='focal' is not one of"),
     ("train.batch_size", 3, "train.batch_size=3 is not divisible by the 8 devices"),
     ("data.normalization", "hu", "data.normalization='hu' is not one of"),
+    ("data.split", "folds", "data.split='folds' is not one of"),
     ("data.image_size", 36, "divisible by 8"),
     ("model.name", "resnet", "unknown model name 'resnet'"),
     ("eval.checkpoint", "first", "'best', 'last' or a step number"),

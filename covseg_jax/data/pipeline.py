@@ -40,13 +40,17 @@ class Dataset:
 
 
 def make_split(data_config, num_images):
-  """The paper's split or fold `data_config.fold` of a seeded k-fold split."""
-  if data_config.split == "paper":
-    return splits.paper_split(medseg.find_data_dir(data_config.data_dir or None))
+  """The paper's split, or fold `data_config.fold` of a seeded k-fold split (splits.SPLITS)."""
+  if data_config.split in ("paper", "paper_kfold"):
+    paper = splits.paper_split(medseg.find_data_dir(data_config.data_dir or None))
+    if data_config.split == "paper":
+      return paper
+    return splits.paper_kfold_split(paper, data_config.num_folds, data_config.fold,
+                                    data_config.split_seed)
   if data_config.split == "kfold":
     return splits.kfold_split(num_images, data_config.num_folds, data_config.fold,
                               data_config.split_seed)
-  raise ValueError(f"unknown data.split {data_config.split!r}: use 'paper' or 'kfold'")
+  raise ValueError(f"unknown data.split {data_config.split!r}: use one of {splits.SPLITS}")
 
 
 def load_dataset(data_config):
@@ -69,7 +73,11 @@ def load_dataset(data_config):
 
   mean_image = None
   if data_config.normalization == "zero_center":
-    mean_image = preprocess.compute_mean_image(images[split.train])
+    # 'paper_kfold' centres on the mean of all its folds' slices (training and validation; no
+    # labels), the same in every fold, so the folds' models take the same inputs and ensemble.
+    fitted = (np.concatenate([split.train, split.val]) if data_config.split == "paper_kfold"
+              else split.train)
+    mean_image = preprocess.compute_mean_image(images[fitted])
   normalized = preprocess.normalize(images, data_config.normalization,
                                     lung=lung, mean_image=mean_image)
 

@@ -1,5 +1,9 @@
 """Train/validation/test splits of the slices: the paper's exact split, seeded and k-fold ones.
 
+data.split names one of SPLITS: 'paper' (the authors' 72/10/18), 'kfold' (five folds whose test
+sets partition the 100 slices: cross-validation) or 'paper_kfold' (the paper's 18 test slices
+in every fold, the other 82 cut into validation folds: models to ensemble over folds).
+
 All splits hold sorted 0-based indices into the slice axis; the paper and
 paper_split.json number slices from 1.
 """
@@ -17,6 +21,7 @@ PAPER_SPLIT_FILE = 'paper_split.json'
 # numpy's RandomState(5489); randperm(n) is the stable argsort of rand(1, n).
 _MATLAB_RNG0_SEED = 5489
 _PAPER_SIZES = (72, 10, 18)
+SPLITS = ('paper', 'kfold', 'paper_kfold')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,3 +121,20 @@ def kfold_split(n, num_folds, fold, seed, val_fraction=0.1):
   if not 0 <= n_val < len(rest):
     raise ValueError(f'val_fraction={val_fraction} leaves no training slices')
   return _sorted_split(rest[n_val:], rest[:n_val], folds[fold])
+
+
+def paper_kfold_split(paper, num_folds, fold, seed):
+  """Fold `fold` of a seeded k-fold split of the `paper` split's training and validation
+  slices (82 for the authors'), with the paper's test slices as every fold's test set.
+
+  The validation sets of the folds partition those slices (about 16 each for five folds) and
+  training takes the rest, so each fold's model learns from different slices and all are tested
+  on the same ones: covseg_jax.ensemble combines them into an ensemble over folds.
+  """
+  development = np.concatenate([paper.train, paper.val])
+  if not 2 <= num_folds <= len(development) or not 0 <= fold < num_folds:
+    raise ValueError(f'need 2 <= num_folds <= {len(development)} and 0 <= fold < num_folds: '
+                     f'num_folds={num_folds}, fold={fold}')
+  folds = np.array_split(np.random.default_rng(seed).permutation(development), num_folds)
+  train = np.concatenate(folds[:fold] + folds[fold + 1:])
+  return _sorted_split(train, folds[fold], paper.test)
