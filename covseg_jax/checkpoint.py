@@ -81,6 +81,12 @@ def is_ensemble(workdir):
   return os.path.isfile(os.path.join(workdir, ENSEMBLE_FILE))
 
 
+def is_fold_ensemble(config):
+  """Whether a run's config is that of an ensemble over folds (members of different data.fold),
+  whose members were trained and validated on different slices: only its test split is fair."""
+  return len(set(config.get("ensemble", {}).get("folds", []))) > 1
+
+
 def load_config(workdir):
   """The run's resolved config; InputError if config.json is missing or unreadable."""
   path = os.path.join(workdir, CONFIG_FILE)

@@ -5,15 +5,19 @@
 
 The members must share their data config (split, fold, image size, preprocessing): the same
 experiment trained with different seeds, or different networks on the same fold. Their networks
-and losses may differ. A slice's prediction is the argmax of the mean over the members of their
-softmax (with test-time flips, of each member's flip-averaged softmax).
+and losses may differ. The one exception is an ensemble over folds: runs of data.split=
+'paper_kfold' may differ in data.fold, since every fold is tested on the paper's test slices and
+centred on the same mean image; their members were trained and validated on different slices, so
+such an ensemble is evaluated on the test split only. A slice's prediction is the argmax of the
+mean over the members of their softmax (with test-time flips, of each member's flip-averaged
+softmax).
 
 The command writes an ensemble directory, which the rest of the project reads like a training
 run's: ensemble.json (the members, as paths relative to it, their checkpoint, the command, device
 and date), config.json (the first member's config, with `ensemble.members` and the ensemble's
 eval.checkpoint and eval.tta_flip) and normalization.npz (the first member's), then evaluates
-each split as `python -m covseg_jax.main --mode=evaluate` would (<split>_metrics.json and
-report/). `covseg_jax.main --mode=evaluate`, `covseg_jax.predict` and `covseg_jax.results` take
+each split (default: val and test; test for an ensemble over folds) as
+`python -m covseg_jax.main --mode=evaluate` would (<split>_metrics.json and report/). `covseg_jax.main --mode=evaluate`, `covseg_jax.predict` and `covseg_jax.results` take
 the directory as they take a run's. Per-image losses use the first member's loss on the log of the
 mean softmax. Bad input (a missing or incomplete member, members whose data differ, an --out that
 is not an ensemble directory) ends with a one-line `error: ...` and exit status 2, before anything
@@ -95,7 +99,10 @@ def restore_members(members, which, mesh):
   runs = [checkpoint.restore_run(m, which, mesh) for m in members]
   first = runs[0].config.data.to_dict()
   for member, run in zip(members[1:], runs[1:]):
-    difference = _data_difference(first, run.config.data.to_dict())
+    data = run.config.data.to_dict()
+    if first["split"] == data["split"] == "paper_kfold":
+      data["fold"] = first["fold"]  # Folds of the same slices, tested on the same ones.
+    difference = _data_difference(first, data)
     if difference:
       raise InputError(f"{member}: its data differ from {members[0]}'s ({difference}); an "
                        "ensemble's members must share their data config")
@@ -134,11 +141,14 @@ def _check_out(out, members):
     raise InputError(f"{out}: exists and is not an ensemble directory; choose a new --out")
 
 
-def create(members, out, which="last", tta_flip=None, command=None):
+def create(members, out, which="last", tta_flip=None, command=None, splits=None):
   """Writes the ensemble directory `out` of the run directories `members` (module docstring).
 
   tta_flip: None takes the members' eval.tta_flip, which must then agree.
-  Raises InputError before writing anything if a member or `out` is unusable.
+  splits: the splits the caller is to evaluate; None for the default.
+  Returns those splits: by default val and test, or test for an ensemble over folds.
+  Raises InputError before writing anything if a member or `out` is unusable, or `splits` names
+  val or train for an ensemble over folds.
   """
   _check_out(out, members)
   runs = restore_members(members, which, parallel.create_mesh(jax.devices()[:1]))
@@ -152,7 +162,13 @@ def create(members, out, which="last", tta_flip=None, command=None):
   config = runs[0].config.copy_and_resolve_references()
   config.eval.checkpoint = str(which)
   config.eval.tta_flip = bool(tta_flip)
-  config.ensemble = {"members": relative}
+  config.ensemble = {"members": relative, "folds": [int(r.config.data.fold) for r in runs]}
+  over_folds = checkpoint.is_fold_ensemble(config)
+  if splits is None:
+    splits = ["test"] if over_folds else ["val", "test"]
+  elif over_folds and set(splits) - {"test"}:
+    raise InputError("the members are of different folds, trained and validated on different "
+                     "slices: only its test split can be evaluated (--splits=test)")
   record = {"members": relative, "checkpoint": str(which), "tta_flip": bool(tta_flip),
             "member_steps": [int(r.step) for r in runs], "command": command,
             "device": describe_device(),
@@ -164,6 +180,7 @@ def create(members, out, which="last", tta_flip=None, command=None):
     f.write(config.to_json_best_effort(indent=2))
   with open(os.path.join(out, checkpoint.ENSEMBLE_FILE), "w", encoding="utf-8") as f:
     json.dump(record, f, indent=2)
+  return splits
 
 
 def main(argv):
@@ -175,8 +192,9 @@ def main(argv):
   parser.add_argument("--out", required=True, help="the ensemble directory to write")
   parser.add_argument("--checkpoint", default="last",
                       help="the members' checkpoint: best, last (default) or a step number")
-  parser.add_argument("--splits", default="val,test",
-                      help="comma-separated splits to evaluate (default: val,test)")
+  parser.add_argument("--splits", default=None,
+                      help="comma-separated splits to evaluate (default: val,test; test for an "
+                           "ensemble over folds)")
   parser.add_argument("--tta_flip", dest="tta_flip", action="store_true", default=None,
                       help="test-time flips (default: the members' eval.tta_flip)")
   parser.add_argument("--notta_flip", dest="tta_flip", action="store_false")
@@ -186,13 +204,14 @@ def main(argv):
   except ValueError as e:
     parser.error(f"--checkpoint: {e}")
   members = [m for m in options.members.split(",") if m]
-  splits = [s for s in options.splits.split(",") if s]
-  bad = [s for s in splits if s not in ("train", "val", "test")]
-  if bad or not splits:
-    parser.error(f"--splits must name train, val or test, got {options.splits!r}")
+  splits = None
+  if options.splits is not None:
+    splits = [s for s in options.splits.split(",") if s]
+    if not splits or set(splits) - {"train", "val", "test"}:
+      parser.error(f"--splits must name train, val or test, got {options.splits!r}")
   try:
-    create(members, options.out, which, options.tta_flip,
-           shlex.join(["python", "-m", "covseg_jax.ensemble", *argv]))
+    splits = create(members, options.out, which, options.tta_flip,
+                    shlex.join(["python", "-m", "covseg_jax.ensemble", *argv]), splits)
     for split in splits:
       results = evaluate.evaluate_run(options.out, split_name=split)
       print(f"{split}: global accuracy {results['global_accuracy_mean']:.4f}; Dice "

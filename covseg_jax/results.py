@@ -12,7 +12,10 @@ to. Per family:
 - class-level metrics of the best of those runs (Table 4 or 6), chosen by VALIDATION: the last
   validation global accuracy in metrics.jsonl (--select=val_accuracy, the score of the final
   weights the test metrics come from) or the last validation loss (--select=val_loss);
-- k-fold mean ± std over folds (Table 7) of accuracy and per-class Dice, from data.split='kfold'.
+- k-fold mean ± std over folds (Table 7) of accuracy and per-class Dice, from data.split='kfold';
+  the same table for data.split='paper_kfold' (folds of the paper's 82 non-test slices, all
+  tested on the paper's test slices; a fold's validation slices are its own, so no fold is
+  "best").
 A table is labelled 'reduced' when its runs differ from the paper's scale (256x256, 160 epochs,
 full-width networks). An ensemble directory (covseg_jax.ensemble) counts as a run; its validation
 scores come from its val_metrics.json.
@@ -34,11 +37,21 @@ from typing import Optional
 import numpy as np
 
 from covseg_jax import paper_results, summaries
-from covseg_jax.checkpoint import ENSEMBLE_FILE, is_ensemble
+from covseg_jax.checkpoint import ENSEMBLE_FILE, is_ensemble, is_fold_ensemble
 from covseg_jax.evaluate import validation_scalars
 from covseg_jax.sweep import RUN_RECORD_FILE
 
 PAPER_IMAGE_SIZE = 256
+# Per data.split of fold runs: the heading of their table and the note under it.
+FOLD_SECTIONS = {
+    "kfold": ("Cross-validation (Table 7)",
+              "The paper's five-fold numbers are not available; its single-split numbers are "
+              "shown for scale."),
+    "paper_kfold": ("Folds of the paper's 82 non-test slices, all tested on its test split",
+                    "Every fold is tested on the paper's test slices and validated on its own "
+                    "fold of the others, so the folds' test scores compare directly with the "
+                    "paper's."),
+}
 PAPER_EPOCHS = 160
 # Features of each network's first stage at full width (the :cpu variants divide them).
 FULL_WIDTH = {"segnet": 64, "unet": 64, "highresnet": 16}
@@ -78,7 +91,9 @@ class RunResult:
   @property
   def fold(self):
     data = self.config["data"]
-    return data["fold"] if data["split"] == "kfold" else None
+    if data["split"] not in FOLD_SECTIONS or is_fold_ensemble(self.config):
+      return None  # An ensemble over folds is one model tested on the paper's split.
+    return data["fold"]
 
   @property
   def scale(self):
@@ -256,7 +271,7 @@ def kfold_rows(group, runs):
     for metric, (values, paper) in metrics.items():
       mean, std, defined = _fold_statistics(values)
       rows.append({"group": group, "model": model, "task": task, "experiment": experiment,
-                   "folds": len(folds), "num_folds": folds[0].config["data"]["num_folds"],
+                   "split": folds[0].config["data"]["split"], "folds": len(folds), "num_folds": folds[0].config["data"]["num_folds"],
                    "metric": metric, "mean": mean, "std": std, "defined_folds": defined,
                    "paper_test_split": paper})
   return rows
@@ -337,6 +352,12 @@ def family_markdown(group, runs, selection, tables):
                   if accuracy_table else "The paper publishes no global accuracy for this task.")
     lines += ["", f"Test accuracy: per-image global accuracy over the test images. {paper_note}",
               ""]
+    if best is None and len(paper_split) == 1:  # E.g. an ensemble over folds.
+      best, chosen = paper_split[0], (f"The family's only run, {paper_split[0].label}, which "
+                                      "has no validation scores.")
+    elif best is not None:
+      chosen = (f"Best run chosen by the {SELECTION_TEXT[selection]} (never by test): "
+                f"{best.label}.")
     if best is None:
       lines += ["No run has validation scores: no best run selected.", ""]
     else:
@@ -344,8 +365,7 @@ def family_markdown(group, runs, selection, tables):
       tables["class_metrics"] += rows
       lines += [f"### Class-level metrics of the best run{class_table}, "
                 f"{scale_label([best])}", "",
-                f"Best run chosen by the {SELECTION_TEXT[selection]} (never by test): "
-                f"{best.label}. Pooled confusion matrix over its test images.", ""]
+                f"{chosen} Pooled confusion matrix over its test images.", ""]
       lines += markdown_table(["class", "source"] + [label for _, label in CLASS_METRIC_NAMES],
                               [[row["class"], row["source"]]
                                + [_number_or_dash(row[k]) for k, _ in CLASS_METRIC_NAMES]
@@ -356,11 +376,13 @@ def family_markdown(group, runs, selection, tables):
         lines += ["Per test image, mean ± std (the lung paper reports these per patient): "
                   + ", ".join(f"{label} {_mean_std(lung[k]['mean'], lung[k]['std'])}"
                               for k, label in LUNG_SUMMARY) + ".", ""]
-  kfold = [r for r in finished if r.fold is not None]
-  if kfold:
+  for split, (heading, note) in FOLD_SECTIONS.items():
+    kfold = [r for r in finished if r.fold is not None and r.config["data"]["split"] == split]
+    if not kfold:
+      continue
     rows = kfold_rows(group, kfold)
     tables["kfold"] += rows
-    lines += [f"### Cross-validation (Table 7), {scale_label(kfold)}", ""]
+    lines += [f"### {heading}, {scale_label(kfold)}", ""]
     lines += markdown_table(
         ["experiment", "folds", "metric", "mean ± std over folds", "paper, 18-image test split"],
         [[row["experiment"] or "—", f"{row['folds']}/{row['num_folds']}", row["metric"],
@@ -370,9 +392,7 @@ def family_markdown(group, runs, selection, tables):
          for row in rows])
     lines += ["", "Per fold: the last validation scores (val/), and the mean global accuracy "
               "over its test images and pooled Dice (test/). An undefined Dice (class absent "
-              "from a fold's test images and prediction) is left out of the mean. The paper's "
-              "five-fold numbers are not available; its single-split numbers are shown for "
-              "scale.", ""]
+              f"from a fold's test images and prediction) is left out of the mean. {note}", ""]
   return lines
 
 

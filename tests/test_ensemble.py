@@ -10,6 +10,7 @@ import pytest
 
 from covseg_jax import checkpoint, ensemble, evaluate, metrics, parallel, predict, results, train
 from covseg_jax.data import pipeline
+from covseg_jax.errors import InputError
 from tests import helpers
 from tests.test_train import tiny_config
 
@@ -108,6 +109,45 @@ def test_results_read_an_ensemble_as_a_run(members, tmp_path):
   text = results.collect(str(root), str(tmp_path / "tables"))
   assert "ensembles of 2 runs" in text and "python -m covseg_jax.ensemble" in text
   assert "## api:" in text and "`None`" not in text
+
+
+def test_an_ensemble_over_folds_is_tested_on_the_paper_test_slices_only(tmp_path_factory,
+                                                                        tmp_path, capsys):
+  """Runs of data.split='paper_kfold' differ in their fold but share the test slices and the
+  mean image, so they ensemble; their validation slices differ, so the ensemble has no val."""
+  data_dir = helpers.data_dir_or_phantoms(tmp_path_factory)
+  folds = []
+  for fold in (0, 1):
+    config = tiny_config(data_dir)
+    config.train.epochs = 1
+    config.data.split, config.data.fold = "paper_kfold", fold
+    folds.append((str(tmp_path / f"fold{fold}"), pipeline.load_dataset(config.data)))
+    train.train_and_evaluate(config, folds[-1][0])
+  (first, data0), (second, data1) = folds
+  assert not np.array_equal(data0.val.slice_numbers, data1.val.slice_numbers)
+  assert np.array_equal(data0.test.slice_numbers, data1.test.slice_numbers)
+  np.testing.assert_array_equal(data0.mean_image, data1.mean_image)
+
+  out = str(tmp_path / "ensemble")
+  assert ensemble.main([f"--members={first},{second}", f"--out={out}"]) == 0
+  assert os.path.exists(os.path.join(out, "test_metrics.json"))
+  assert not os.path.exists(os.path.join(out, "val_metrics.json"))
+  with pytest.raises(InputError, match="an ensemble over folds"):
+    evaluate.evaluate_run(out, split_name="val")
+  capsys.readouterr()
+  fresh = tmp_path / "fresh"
+  assert ensemble.main([f"--members={first},{second}", f"--out={fresh}", "--splits=val"]) == 2
+  assert "only its test split" in capsys.readouterr().err and not fresh.exists()
+
+  # Folds of a cross-validation ('kfold') have different test slices: refused.
+  for path, fold in ((first, 0), (second, 1)):
+    config = read_json(os.path.join(path, checkpoint.CONFIG_FILE))
+    config["data"]["split"] = "kfold"
+    shutil.copytree(path, tmp_path / f"kfold{fold}")
+    (tmp_path / f"kfold{fold}" / checkpoint.CONFIG_FILE).write_text(json.dumps(config))
+  assert ensemble.main([f"--members={tmp_path / 'kfold0'},{tmp_path / 'kfold1'}",
+                        f"--out={tmp_path / 'cv'}"]) == 2
+  assert "data.fold: 1 vs 0" in capsys.readouterr().err
 
 
 def test_bad_input_is_one_line_and_writes_nothing(members, tmp_path, capsys):

@@ -13,20 +13,21 @@ CLASS_NAMES = {"binary": ("not infected", "infected"), "lung": ("background", "l
 
 
 def write_run(workdir, *, model="segnet", task="multi", lr=1e-3, batch=4, image_size=128,
-              epochs=40, width=16, fold=None, val=(), accuracy=(0.9, 0.05),
-              dice=(0.9, 0.5, 0.4, 0.1), record=None, extra=None):
+              epochs=40, width=16, fold=None, split="kfold", val=(), accuracy=(0.9, 0.05),
+              dice=(0.9, 0.5, 0.4, 0.1), record=None, extra=None, ensemble=None):
   """A finished run: config.json, metrics.jsonl with `val` (accuracy, loss[, consolidation
   Dice]) entries in order
-  and test_metrics.json with the given accuracy, per-class Dice and `extra` entries."""
+  and test_metrics.json with the given accuracy, per-class Dice and `extra` entries. A `fold`
+  is one of data.split `split`; `ensemble` is the config's ensemble entry."""
   workdir.mkdir(parents=True)
   names = CLASS_NAMES[task]
   widths = ({"base_features": width} if model == "unet" else
             {"features": [width, 2 * width, 4 * width]})
   config = {"model": {"name": model, "dtype": "float32", **widths},
             "data": {"task": task, "image_size": image_size, "num_folds": 5,
-                     "split": "paper" if fold is None else "kfold", "fold": fold or 0},
+                     "split": "paper" if fold is None else split, "fold": fold or 0},
             "train": {"epochs": epochs, "learning_rate": lr, "batch_size": batch,
-                      "loss": "weighted_ce"}}
+                      "loss": "weighted_ce"}, **({"ensemble": ensemble} if ensemble else {})}
   (workdir / "config.json").write_text(json.dumps(config))
   lines = [{"step": 9, "train/loss": 1.0}]
   lines += [{"step": 10 * (i + 1), "val/global_accuracy": v[0], "val/loss": v[1],
@@ -153,6 +154,28 @@ def test_kfold_mean_and_std_over_folds(tmp_path):
   rows = {r["metric"]: r for r in read_csv(tmp_path / "out" / "kfold.csv")}
   assert float(rows["test/dice/consolidation"]["mean"]) == pytest.approx(0.5)
   assert rows["test/dice/pleural effusion"]["defined_folds"] == "2"
+
+
+def test_folds_of_the_paper_split_and_their_ensemble(tmp_path):
+  """paper_kfold folds get their own table (no fold is 'best': each validates on its own
+  slices); an ensemble over them is one run on the paper's split, its family's only run."""
+  root = tmp_path / "sweeps"
+  for fold in range(2):
+    write_run(root / "folds" / "exp7" / f"fold{fold}", fold=fold, split="paper_kfold",
+              val=[(0.9 + 0.02 * fold, 0.3)], accuracy=(0.90 + 0.02 * fold, 0.05))
+  write_run(root / "folds_ensemble", fold=1, split="paper_kfold", accuracy=(0.95, 0.04),
+            ensemble={"members": ["../folds/exp7/fold0", "../folds/exp7/fold1"], "folds": [0, 1]})
+  text = results.collect(str(root), str(tmp_path / "out"))
+  folds_section, ensemble_section = text.split("## folds_ensemble")
+  assert "### Folds of the paper's 82 non-test slices, all tested on its test split" in (
+      folds_section)
+  assert "| 7 | 2/5 | test/global_accuracy | 0.910 ± 0.014 | 0.907 |" in folds_section
+  assert "Global accuracy per experiment" not in folds_section
+  assert "Folds of the paper" not in ensemble_section
+  assert "| folds_ensemble | 0.001 | 4 | undefined | undefined | 0.950 ± 0.040 |" in (
+      ensemble_section)
+  assert "The family's only run, folds_ensemble, which has no validation scores." in (
+      ensemble_section)
 
 
 def test_unfinished_runs_are_listed_not_tabled(tmp_path):
