@@ -129,12 +129,22 @@ def metrics_path(workdir, overrides):
 
 
 def describe_device():
-  """CPU model and core count, and the GPUs nvidia-smi lists when it is installed."""
+  """CPU model and core count, and the GPUs nvidia-smi lists when it is installed.
+
+  The CPU's family, model and AVX-512 support are named too: XLA vectorises float32 reductions
+  differently with AVX-512, so CPUs of one model name can round, and so train, differently.
+  """
   cpu = platform.processor() or platform.machine()
   try:
     with open("/proc/cpuinfo", encoding="utf-8") as f:
-      cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-  except (OSError, StopIteration):
+      first = f.read().split("\n\n")[0]
+    info = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
+    info = {key.strip(): value.strip() for key, value in info.items()}
+    details = [f"{key} {info[key]}" for key in ("cpu family", "model") if key in info]
+    if "avx512f" in info.get("flags", "").split():
+      details.append("AVX-512")
+    cpu = info.get("model name", cpu) + (f" ({', '.join(details)})" if details else "")
+  except OSError:
     pass
   device = f"{cpu}, {os.cpu_count()} cores"
   if shutil.which("nvidia-smi"):
