@@ -87,6 +87,15 @@ def is_fold_ensemble(config):
   return len(set(config.get("ensemble", {}).get("folds", []))) > 1
 
 
+def check_split(workdir, config, split_name):
+  """InputError if the run in `workdir` cannot be evaluated on `split_name` (an ensemble over
+  folds on anything but its test split)."""
+  if split_name != "test" and is_fold_ensemble(config):
+    raise InputError(f"{workdir}: an ensemble over folds, whose members were trained and "
+                     f"validated on different slices: only its test split can be evaluated, "
+                     f"not {split_name}")
+
+
 def load_config(workdir):
   """The run's resolved config; InputError if config.json is missing or unreadable."""
   path = os.path.join(workdir, CONFIG_FILE)

@@ -17,8 +17,9 @@ run's: ensemble.json (the members, as paths relative to it, their checkpoint, th
 and date), config.json (the first member's config, with `ensemble.members` and the ensemble's
 eval.checkpoint and eval.tta_flip) and normalization.npz (the first member's), then evaluates
 each split (default: val and test; test for an ensemble over folds) as
-`python -m covseg_jax.main --mode=evaluate` would (<split>_metrics.json and report/). `covseg_jax.main --mode=evaluate`, `covseg_jax.predict` and `covseg_jax.results` take
-the directory as they take a run's. Per-image losses use the first member's loss on the log of the
+`python -m covseg_jax.main --mode=evaluate` would (<split>_metrics.json and report/).
+`covseg_jax.main --mode=evaluate`, `covseg_jax.predict` and `covseg_jax.results` take the
+directory as they take a run's. Per-image losses use the first member's loss on the log of the
 mean softmax. Bad input (a missing or incomplete member, members whose data differ, an --out that
 is not an ensemble directory) ends with a one-line `error: ...` and exit status 2, before anything
 is written.
@@ -163,12 +164,10 @@ def create(members, out, which="last", tta_flip=None, command=None, splits=None)
   config.eval.checkpoint = str(which)
   config.eval.tta_flip = bool(tta_flip)
   config.ensemble = {"members": relative, "folds": [int(r.config.data.fold) for r in runs]}
-  over_folds = checkpoint.is_fold_ensemble(config)
   if splits is None:
-    splits = ["test"] if over_folds else ["val", "test"]
-  elif over_folds and set(splits) - {"test"}:
-    raise InputError("the members are of different folds, trained and validated on different "
-                     "slices: only its test split can be evaluated (--splits=test)")
+    splits = ["test"] if checkpoint.is_fold_ensemble(config) else ["val", "test"]
+  for split in splits:
+    checkpoint.check_split(out, config, split)
   record = {"members": relative, "checkpoint": str(which), "tta_flip": bool(tta_flip),
             "member_steps": [int(r.step) for r in runs], "command": command,
             "device": describe_device(),

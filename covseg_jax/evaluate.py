@@ -18,7 +18,6 @@ from absl import logging
 
 from covseg_jax import checkpoint, losses, metrics, parallel, report
 from covseg_jax.data import pipeline
-from covseg_jax.errors import InputError
 
 # Pooled class-level metrics of the paper's Tables 4 and 6, plus precision and Jaccard.
 POOLED_METRICS = ("sensitivity", "specificity", "precision", "gmean", "dice", "f2", "jaccard")
@@ -196,10 +195,7 @@ def evaluate_run(workdir, which=None, split_name=None, mesh=None, tta_flip=None)
   config = checkpoint.load_config(workdir)
   which = checkpoint.parse_which(config.eval.checkpoint if which is None else which)
   split_name = config.eval.split if split_name is None else split_name
-  if split_name != "test" and checkpoint.is_fold_ensemble(config):
-    raise InputError(f"{workdir}: an ensemble over folds, whose members were trained and "
-                     f"validated on different slices: only its test split can be evaluated, "
-                     f"not {split_name}")
+  checkpoint.check_split(workdir, config, split_name)
   tta_flip = config.eval.get("tta_flip", False) if tta_flip is None else tta_flip
   mesh = parallel.create_mesh() if mesh is None else mesh
   run = checkpoint.restore_run(workdir, which, mesh)

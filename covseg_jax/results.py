@@ -271,7 +271,8 @@ def kfold_rows(group, runs):
     for metric, (values, paper) in metrics.items():
       mean, std, defined = _fold_statistics(values)
       rows.append({"group": group, "model": model, "task": task, "experiment": experiment,
-                   "split": folds[0].config["data"]["split"], "folds": len(folds), "num_folds": folds[0].config["data"]["num_folds"],
+                   "split": folds[0].config["data"]["split"], "folds": len(folds),
+                   "num_folds": folds[0].config["data"]["num_folds"],
                    "metric": metric, "mean": mean, "std": std, "defined_folds": defined,
                    "paper_test_split": paper})
   return rows

@@ -10,11 +10,12 @@
 
 Runs go to <root>/expN (the paper's split), <root>/expN/foldK (fold K of a --folds=k
 cross-validation: data.split='kfold', the paper's 70/10/20 for k=5; with
---fold_split=paper_kfold, fold K of the paper's 82 non-test slices, tested on the paper's 18, whose
-runs covseg_jax.ensemble combines) or <root>/foldK with --experiments=none (the config as given). Each is a subprocess `python -m covseg_jax.main`, one
-at a time, using every local device; its output goes to <workdir>/train.log. A run whose metrics
-file (<workdir>/test_metrics.json) exists is skipped; any other is started again with the same
-command, so a checkpointed run resumes. A failed run is reported and the sweep goes on; the exit
+--fold_split=paper_kfold, fold K of the paper's 82 non-test slices, tested on the paper's 18,
+whose runs covseg_jax.ensemble combines) or <root>/foldK with --experiments=none (the config as
+given). Each is a subprocess `python -m covseg_jax.main`, one at a time, using every local
+device; its output goes to <workdir>/train.log. A run whose metrics file
+(<workdir>/test_metrics.json) exists is skipped; any other is started again with the same command,
+so a checkpointed run resumes. A failed run is reported and the sweep goes on; the exit
 status is 1 if any run failed. Arguments of the form --config.FIELD=VALUE go to every run.
 SIGTERM (a scheduler's preemption or time-limit notice) is passed to the running run, which
 saves a checkpoint and stops; the sweep then stops too, with exit status 143, and the same
