@@ -132,8 +132,9 @@ def metrics_path(workdir, overrides):
 def describe_device():
   """CPU model and core count, and the GPUs nvidia-smi lists when it is installed.
 
-  The CPU's family, model and AVX-512 support are named too: XLA vectorises float32 reductions
-  differently with AVX-512, so CPUs of one model name can round, and so train, differently.
+  The CPU's family, model and AVX-512 support are named too: XLA compiles for the CPU's vector
+  instructions, so CPUs of one model name can round float32 sums, and so train, differently
+  (three "AMD EPYC" machines gave three quick-start results, README.md).
   """
   cpu = platform.processor() or platform.machine()
   try:
