@@ -41,6 +41,17 @@ def _quiet_orbax(record):
   return record.levelno >= python_logging.WARNING or "/orbax/" not in record.pathname
 
 
+def _load_config():
+  """FLAGS.config; a config file that cannot be read is bad input (ml_collections defers that
+  error to the config's first use, where it would surface as a traceback)."""
+  try:
+    FLAGS.config.keys()
+  except OSError:
+    path = config_flags.get_config_filename(FLAGS["config"])
+    raise InputError(f"no config file {path!r}") from None  # Worded as covseg_jax.sweep's.
+  return FLAGS.config
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -59,7 +70,7 @@ def main(argv):
                  jax.process_count(), jax.devices())
     if FLAGS.mode == "train":
       parallel.catch_sigterm()
-      train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+      train.train_and_evaluate(_load_config(), FLAGS.workdir)
     else:
       if FLAGS.config is not None:
         logging.warning("--config is ignored in evaluate mode: the run's config.json is used")

@@ -96,6 +96,19 @@ def test_evaluate_command_on_a_directory_without_config_exits_2(tmp_path):
       f"error: {tmp_path}: no config.json, not a training run directory")
 
 
+def test_train_command_with_a_missing_config_file_exits_2_without_a_workdir(tmp_path):
+  workdir = tmp_path / "run"
+  process = subprocess.run(
+      [sys.executable, "-m", "covseg_jax.main", "--config=configs/no_such_config.py",
+       f"--workdir={workdir}"],
+      capture_output=True, text=True, timeout=300,
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert process.returncode == 2
+  assert process.stderr.strip().splitlines()[-1] == (
+      "error: no config file 'configs/no_such_config.py'")
+  assert not workdir.exists()
+
+
 def test_flip_tta_is_equivariant_to_the_flip():
   """With tta_flip the prediction of a mirrored slice is the mirrored prediction (and the
   logits are log-probabilities); a plain forward pass of an untrained SegNet is not."""
