@@ -65,12 +65,13 @@ def main(argv):
       raise app.UsageError(f"--checkpoint: {e}") from None
   logging.get_absl_handler().addFilter(_quiet_orbax)
   try:
+    config = _load_config() if FLAGS.mode == "train" else None  # Bad input before any JAX work.
     parallel.initialize_distributed()  # Before any other JAX call.
     logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__, jax.process_index(),
                  jax.process_count(), jax.devices())
     if FLAGS.mode == "train":
       parallel.catch_sigterm()
-      train.train_and_evaluate(_load_config(), FLAGS.workdir)
+      train.train_and_evaluate(config, FLAGS.workdir)
     else:
       if FLAGS.config is not None:
         logging.warning("--config is ignored in evaluate mode: the run's config.json is used")
