@@ -5,10 +5,10 @@
       [--tta_flip]
 
 Training resumes from the latest good checkpoint in --workdir. Evaluation needs only the workdir.
-Bad input (missing data, bad files, an incomplete run directory) ends with a one-line
-`error: ...` and exit status 2. SIGTERM during training (a scheduler's preemption or time-limit
-notice) saves a checkpoint after the current step and ends with `preempted: ...` and exit
-status 143; the same command resumes.
+Bad input (a bad flag, config file, variant or --config.FIELD=VALUE override, missing data, bad
+files, an incomplete run directory) ends with a one-line `error: ...` and exit status 2.
+SIGTERM during training (a scheduler's preemption or time-limit notice) saves a checkpoint after
+the current step and ends with `preempted: ...` and exit status 143; the same command resumes.
 """
 import logging as python_logging
 import sys
@@ -17,7 +17,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from covseg_jax import checkpoint, evaluate, parallel, train
+from covseg_jax import checkpoint, config_file, evaluate, parallel, train
 from covseg_jax.errors import PREEMPTED_EXIT_STATUS, InputError, Preempted
 
 FLAGS = flags.FLAGS
@@ -41,15 +41,13 @@ def _quiet_orbax(record):
   return record.levelno >= python_logging.WARNING or "/orbax/" not in record.pathname
 
 
-def _load_config():
-  """FLAGS.config; a config file that cannot be read is bad input (ml_collections defers that
-  error to the config's first use, where it would surface as a traceback)."""
+def _parse_flags(argv):
+  """absl's flag parsing, with a bad flag, config file, variant or override as bad input."""
   try:
-    FLAGS.config.keys()
-  except OSError:
-    path = config_flags.get_config_filename(FLAGS["config"])
-    raise InputError(f"no config file {path!r}") from None  # Worded as covseg_jax.sweep's.
-  return FLAGS.config
+    return config_file.parse(FLAGS, argv)
+  except InputError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main(argv):
@@ -65,13 +63,12 @@ def main(argv):
       raise app.UsageError(f"--checkpoint: {e}") from None
   logging.get_absl_handler().addFilter(_quiet_orbax)
   try:
-    config = _load_config() if FLAGS.mode == "train" else None  # Bad input before any JAX work.
     parallel.initialize_distributed()  # Before any other JAX call.
     logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__, jax.process_index(),
                  jax.process_count(), jax.devices())
     if FLAGS.mode == "train":
       parallel.catch_sigterm()
-      train.train_and_evaluate(config, FLAGS.workdir)
+      train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     else:
       if FLAGS.config is not None:
         logging.warning("--config is ignored in evaluate mode: the run's config.json is used")
@@ -86,4 +83,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -16,7 +16,8 @@ given). Each is a subprocess `python -m covseg_jax.main`, one at a time, using e
 device; its output goes to <workdir>/train.log. A run whose metrics file
 (<workdir>/test_metrics.json) exists is skipped; any other is started again with the same command,
 so a checkpointed run resumes. A failed run is reported and the sweep goes on; the exit
-status is 1 if any run failed. Arguments of the form --config.FIELD=VALUE go to every run.
+status is 1 if any run failed. Arguments of the form --config.FIELD=VALUE go to every run; a bad
+config file, variant or override is reported (exit status 2) before any run starts.
 SIGTERM (a scheduler's preemption or time-limit notice) is passed to the running run, which
 saves a checkpoint and stops; the sweep then stops too, with exit status 143, and the same
 command resumes it.
@@ -24,7 +25,6 @@ command resumes it.
 import argparse
 import dataclasses
 import datetime
-import importlib.util
 import json
 import os
 import platform
@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 
+from covseg_jax import config_file
 from covseg_jax.errors import PREEMPTED_EXIT_STATUS
 
 LOG_FILE = "train.log"
@@ -76,20 +77,6 @@ def parse_experiments(text):
   return sorted(experiments)
 
 
-def load_config(config_arg):
-  """Loads FILE[:variants] as covseg_jax.main does, so a bad path or variant fails up front."""
-  path, _, variant = config_arg.partition(":")
-  spec = importlib.util.spec_from_file_location("sweep_config", path)
-  if spec is None or not os.path.isfile(path):
-    raise ValueError(f"no config file {path!r}")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  try:
-    return module.get_config(variant or None)
-  except ValueError as e:
-    raise ValueError(f"{config_arg}: {e}") from None
-
-
 def plan_runs(config, root, experiments, folds, overrides, fold_split="kfold"):
   """The runs of a sweep, in order: experiments outermost, folds innermost.
 
@@ -104,7 +91,7 @@ def plan_runs(config, root, experiments, folds, overrides, fold_split="kfold"):
   for experiment in experiments or [None]:
     run_variants = variants + [f"exp{experiment}"] if experiment else variants
     config_arg = f"{path}:{','.join(run_variants)}" if run_variants else path
-    load_config(config_arg)
+    config_file.load(config_arg, overrides)  # A bad file, variant or override fails here.
     for fold in range(folds) if folds else [None]:
       parts, fold_args = [], ()
       if experiment:

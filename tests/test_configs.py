@@ -1,7 +1,12 @@
 import importlib
+import os
 
 import pytest
 
+from covseg_jax import config_file
+from covseg_jax.errors import InputError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAMILIES = ["default", "segnet_binary", "segnet_multi", "segnet_vgg16_multi", "unet_binary",
             "unet_multi", "lung_resnet"]
 
@@ -44,6 +49,34 @@ def test_variants_combine_and_unknown_fails():
     load("segnet_multi", "exp10")
   with pytest.raises(ValueError, match="unknown config variant"):
     load("lung_resnet", "exp1")
+
+
+@pytest.fixture
+def in_repo(monkeypatch):
+  monkeypatch.chdir(REPO)
+
+
+def test_load_reads_variants_and_overrides_as_main_does(in_repo):
+  config = config_file.load("configs/unet_multi.py:cpu,exp9",
+                            ["--config.train.epochs=3", "--config.eval.tta_flip=True"])
+  assert (config.train.learning_rate, config.data.image_size) == (1e-3, 128)
+  assert (config.train.epochs, config.eval.tta_flip) == (3, True)
+
+
+@pytest.mark.parametrize("config_arg, overrides, message", [
+    ("configs/missing.py", [], "no config file 'configs/missing.py'"),
+    ("configs/segnet_multi.py:bogus", [], "flag --config=configs/segnet_multi.py:bogus: "
+     "ValueError: unknown config variant 'bogus': use exp1..exp9 and/or cpu"),
+    ("configs/segnet_multi.py", ["--config.trian.epochs=3"], "--config override: the config "
+     "has no field 'trian'. Did you mean \"train\" instead of \"trian\"?"),
+    ("configs/segnet_multi.py", ["--config.train.epochz=3"], "--config override: the config "
+     "has no field 'epochz'. Did you mean \"epochs\" instead of \"epochz\"?"),
+    ("configs/segnet_multi.py", ["--config.train.epochs=abc"],
+     "flag --config.train.epochs=abc: invalid literal for int() with base 10: 'abc'")])
+def test_load_rejects_bad_input_in_one_line(in_repo, config_arg, overrides, message):
+  with pytest.raises(InputError) as error:
+    config_file.load(config_arg, overrides)
+  assert str(error.value) == message
 
 
 def test_faithful_protocol_fields():

@@ -96,16 +96,21 @@ def test_evaluate_command_on_a_directory_without_config_exits_2(tmp_path):
       f"error: {tmp_path}: no config.json, not a training run directory")
 
 
-def test_train_command_with_a_missing_config_file_exits_2_without_a_workdir(tmp_path):
+@pytest.mark.parametrize("config_args, message", [
+    (["--config=configs/no_such_config.py"], "no config file 'configs/no_such_config.py'"),
+    (["--config=configs/segnet_multi.py:bogus"], "flag --config=configs/segnet_multi.py:bogus: "
+     "ValueError: unknown config variant 'bogus': use exp1..exp9 and/or cpu"),
+    (["--config=configs/segnet_multi.py", "--config.train.epochs=abc"],
+     "flag --config.train.epochs=abc: invalid literal for int() with base 10: 'abc'")])
+def test_train_command_with_a_bad_config_exits_2_without_a_workdir(tmp_path, config_args,
+                                                                    message):
   workdir = tmp_path / "run"
   process = subprocess.run(
-      [sys.executable, "-m", "covseg_jax.main", "--config=configs/no_such_config.py",
-       f"--workdir={workdir}"],
+      [sys.executable, "-m", "covseg_jax.main", *config_args, f"--workdir={workdir}"],
       capture_output=True, text=True, timeout=300,
       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   assert process.returncode == 2
-  assert process.stderr.strip().splitlines()[-1] == (
-      "error: no config file 'configs/no_such_config.py'")
+  assert process.stderr.strip().splitlines() == [f"error: {message}"]
   assert not workdir.exists()
 
 

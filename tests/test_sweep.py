@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from covseg_jax import errors, results, sweep
+from covseg_jax import config_file, errors, results, sweep
 from tests import helpers, test_resume
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -55,7 +55,7 @@ def test_plan_experiments_and_folds(in_repo):
   assert run.args == ("--config=configs/unet_multi.py:cpu,exp4", "--workdir=sw/exp4/fold1",
                       "--config.data.split=kfold", "--config.data.num_folds=3",
                       "--config.data.fold=1", "--config.train.epochs=2")
-  config = sweep.load_config("configs/unet_multi.py:cpu,exp4")
+  config = config_file.load("configs/unet_multi.py:cpu,exp4")
   assert (config.train.learning_rate, config.train.batch_size) == (5e-4, 2)
   runs = sweep.plan_runs("configs/unet_multi.py:cpu", "sw", [4], 3, [], "paper_kfold")
   assert "--config.data.split=paper_kfold" in runs[1].args
@@ -72,8 +72,8 @@ def test_fold_split_needs_folds(capsys):
 def test_improved_config_differs_from_the_paper_only_in_the_adopted_changes(in_repo, family,
                                                                            augmentation):
   for variant in ("", ":cpu,exp3"):
-    paper = sweep.load_config(f"configs/{family}.py{variant}").to_dict()
-    improved = sweep.load_config(f"configs/{family}_improved.py{variant}").to_dict()
+    paper = config_file.load(f"configs/{family}.py{variant}").to_dict()
+    improved = config_file.load(f"configs/{family}_improved.py{variant}").to_dict()
     assert (paper["train"].pop("loss"), improved["train"].pop("loss")) == (
         "weighted_ce", "weighted_ce+dice")
     assert (paper["eval"].pop("tta_flip"), improved["eval"].pop("tta_flip")) == (False, True)
@@ -90,13 +90,14 @@ def test_plan_single_runs(in_repo):
       "fold0", "fold1"]
 
 
-@pytest.mark.parametrize("config, experiments, message", [
-    ("configs/lung_resnet.py", [1], "unknown config variant 'exp1'"),
-    ("configs/segnet_multi.py:exp3", [1], "give them with --experiments"),
-    ("configs/missing.py", [1], "no config file")])
-def test_plan_rejects(in_repo, config, experiments, message):
+@pytest.mark.parametrize("config, experiments, overrides, message", [
+    ("configs/lung_resnet.py", [1], [], "unknown config variant 'exp1'"),
+    ("configs/segnet_multi.py:exp3", [1], [], "give them with --experiments"),
+    ("configs/missing.py", [1], [], "no config file"),
+    ("configs/segnet_multi.py", [1], ["--config.trian.epochs=2"], "has no field 'trian'")])
+def test_plan_rejects(in_repo, config, experiments, overrides, message):
   with pytest.raises(ValueError, match=message):
-    sweep.plan_runs(config, "sw", experiments, 0, [])
+    sweep.plan_runs(config, "sw", experiments, 0, overrides)
 
 
 def test_bad_arguments_exit_with_usage(in_repo, tmp_path):
