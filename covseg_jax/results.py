@@ -17,12 +17,14 @@ to. Per family:
   tested on the paper's test slices; a fold's validation slices are its own, so no fold is
   "best").
 A table is labelled 'reduced' when its runs differ from the paper's scale (256x256, 160 epochs,
-full-width networks). An ensemble directory (covseg_jax.ensemble) counts as a run; its validation
+full-width networks). Each family lists the commands, devices and dates its runs recorded and the
+checkpoint (last, best or a step) its test metrics come from. An ensemble directory (covseg_jax.ensemble) counts as a run; its validation
 scores come from its val_metrics.json.
 Writes results.md, accuracy.csv, class_metrics.csv, kfold.csv and accuracy_vs_paper.png to --out
 (default <root>/results) and prints the Markdown.
 """
 import argparse
+import collections
 import csv
 import dataclasses
 import datetime
@@ -294,6 +296,11 @@ def provenance(runs):
     lines.append(f"- Date: {dates[0] if dates[0] == dates[-1] else f'{dates[0]} to {dates[-1]}'}"
                  + (f" ({sum(r['seconds'] for r in sweeps) / 3600:.2f} h of training in total)"
                     if sweeps else ""))
+  evaluated = collections.Counter(_evaluated_with(r.test) for r in runs if r.test)
+  if evaluated:
+    lines.append("- Test metrics from " + "; ".join(
+        f"{what} ({count} run{'s' if count > 1 else ''})" for what, count in evaluated.items())
+                 + ".")
   if ensembles:
     sizes = sorted({len(r["members"]) for r in ensembles})
     lines.append(f"- Ensembles of {' or '.join(map(str, sizes))} runs (mean softmax; members "
@@ -302,6 +309,15 @@ def provenance(runs):
     lines.append(f"- {len(runs) - len(records)} run(s) not made by covseg_jax.sweep or "
                  "covseg_jax.ensemble: their command and device are not recorded.")
   return lines
+
+
+def _evaluated_with(test):
+  """The checkpoint (and flips) a run's test metrics come from, as recorded in them."""
+  name = test.get("checkpoint")
+  if name is None:
+    return "an unrecorded checkpoint"
+  what = f"the {name} checkpoint" if name in ("last", "best") else f"the step {name} checkpoint"
+  return what + (" with flip TTA" if test.get("tta_flip") else "")
 
 
 def describe_family(run):

@@ -37,7 +37,7 @@ def write_run(workdir, *, model="segnet", task="multi", lr=1e-3, batch=4, image_
   classes = {name: {"sensitivity": 0.8, "specificity": 0.95, "precision": 0.6, "gmean": 0.87,
                     "dice": d, "f2": 0.7, "jaccard": 0.4} for name, d in zip(names, dice)}
   test = {"global_accuracy_mean": accuracy[0], "global_accuracy_std": accuracy[1],
-          "classes": classes, **(extra or {})}
+          "classes": classes, "checkpoint": "last", "tta_flip": False, **(extra or {})}
   (workdir / "test_metrics.json").write_text(json.dumps(test))
   if record:
     (workdir / sweep.RUN_RECORD_FILE).write_text(json.dumps(record))
@@ -102,6 +102,7 @@ def test_tables_are_labelled_with_their_scale_and_provenance(multi_sweep, tmp_pa
   assert "- Command: `python -m covseg_jax.sweep --config=configs/segnet_multi.py:cpu`" in text
   assert "- Device: AMD EPYC, 2 cores" in text
   assert "- Date: 2026-11-22 (0.15 h of training in total)" in text
+  assert "- Test metrics from the last checkpoint (3 runs)." in text
   assert (tmp_path / "out" / "accuracy_vs_paper.png").stat().st_size > 0
   assert (tmp_path / "out" / "results.md").read_text() == text
 
@@ -110,11 +111,16 @@ def test_tables_are_labelled_with_their_scale_and_provenance(multi_sweep, tmp_pa
             epochs=160, width=64, val=[(0.9, 0.2)], dice=(0.99, 0.74))
   write_run(full / "unet_narrow" / "exp4", model="unet", task="binary", image_size=256,
             epochs=160, width=16, val=[(0.9, 0.2)], dice=(0.99, 0.74))
+  write_run(full / "unet_narrow" / "exp5", model="unet", task="binary", image_size=256,
+            epochs=160, width=16, val=[(0.8, 0.2)], dice=(0.99, 0.74),
+            extra={"checkpoint": "best", "tta_flip": True})
   text = results.collect(str(full), str(tmp_path / "out_full"))
   assert "reduced" not in text.split("## unet_binary")[1].split("## unet_narrow")[0]
   assert "(Table 3), full protocol: 256x256, 160 epochs" in text
   assert "(Table 3), reduced: 256x256, 160 epochs, width 16/64" in text
   assert "not made by covseg_jax.sweep" in text
+  assert ("- Test metrics from the last checkpoint (1 run); the best checkpoint with flip TTA "
+          "(1 run).") in text
   rows = read_csv(tmp_path / "out_full" / "class_metrics.csv")
   assert [(r["source"], float(r["dice"])) for r in rows if r["group"] == "unet_binary"] == [
       ("this run: unet_binary/exp4", 0.74), ("paper: exp 4", 0.734)]
