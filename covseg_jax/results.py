@@ -18,8 +18,8 @@ to. Per family:
   "best").
 A table is labelled 'reduced' when its runs differ from the paper's scale (256x256, 160 epochs,
 full-width networks). Each family lists the commands, devices and dates its runs recorded and the
-checkpoint (last, best or a step) its test metrics come from. An ensemble directory (covseg_jax.ensemble) counts as a run; its validation
-scores come from its val_metrics.json.
+checkpoint (last, best or a step) its test metrics come from. An ensemble directory
+(covseg_jax.ensemble) counts as a run; its validation scores come from its val_metrics.json.
 Writes results.md, accuracy.csv, class_metrics.csv, kfold.csv and accuracy_vs_paper.png to --out
 (default <root>/results) and prints the Markdown.
 """
