@@ -23,7 +23,6 @@ input and weight gradients, about one forward each), an evaluation step 1x.
 """
 import contextlib
 import functools
-import importlib.util
 import itertools
 import json
 import math
@@ -31,6 +30,7 @@ import os
 import resource
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 import types
@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from covseg_jax import evaluate, models, parallel, train
+from covseg_jax import config_file, evaluate, models, parallel, train
 from covseg_jax.data import pipeline, preprocess
 
 # The paper's split (72/10/18 images) and run length.
@@ -73,13 +73,9 @@ def load_config(spec):
     config.model.update(model_overrides)
     config.train.batch_size = batch_size
     return config
-  path, _, variant = spec.partition(":")
-  if not os.path.isfile(path):
+  if not os.path.isfile(spec.partition(":")[0]):
     raise ValueError(f"--model={spec!r} is neither a preset ({', '.join(PRESETS)}) nor a file")
-  module_spec = importlib.util.spec_from_file_location("bench_config", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(variant or None)
+  return config_file.load(spec)
 
 
 def conv_flops(model, image_size):
@@ -434,8 +430,13 @@ def main(argv):
       with open(FLAGS.json, "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
 
+  try:  # Every --model before the first measurement.
+    bases = {spec: load_config(spec) for spec in FLAGS.model}
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   for spec, mode in itertools.product(FLAGS.model, FLAGS.mode):
-    base = load_config(spec)
+    base = bases[spec]
     form_values = forms.get(FORM_KEYS.get(base.model.name)) or [None]
     for dtype, size, batch, form in itertools.product(
         FLAGS.dtype or [None], FLAGS.image_size or [None], FLAGS.batch_size or [None],

@@ -1,5 +1,6 @@
 """The benchmark: its FLOP counter against hand counts and the paper's networks, and a smoke run."""
 import json
+import os
 
 import jax
 import pytest
@@ -58,6 +59,8 @@ def test_paper_networks_flops(preset, gflop):
 def test_load_config_rejects_unknown_models():
   with pytest.raises(ValueError, match="neither a preset"):
     bench.load_config("no_such_model")
+  with pytest.raises(ValueError, match="unknown config variant 'bogus'"):
+    bench.load_config(os.path.join(bench._CONFIG_DIR, "segnet_multi.py:bogus"))
 
 
 def test_benchmark_smoke_run(tmp_path):
