@@ -1,8 +1,9 @@
 """Reading an experiment config from the command line: `--config=FILE[:variants]` and any
 `--config.FIELD=VALUE` overrides, through ml_collections' config flag, with every way that can
 fail (no such file, an unknown variant, an override naming no field or a value of the wrong type)
-turned into a one-line InputError. covseg_jax.main parses its flags with `parse`; covseg_jax.sweep
-checks a sweep's runs up front with `load`, so both read a config the same way.
+turned into a one-line InputError. covseg_jax.main parses its flags with `parse`;
+covseg_jax.sweep (checking a sweep's runs up front) and covseg_jax.bench use `load`, so all three
+read a config the same way.
 """
 from absl import flags
 from ml_collections import config_flags
