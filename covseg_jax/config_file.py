@@ -16,6 +16,11 @@ def parse(flag_values, argv):
   override raised as InputError. A --config flag is read here, not at its first use."""
   try:
     remaining = flag_values(argv)
+    if "config" in flag_values and flag_values["config"].value is not None:
+      flag_values.config.keys()
+  except OSError:  # ml_collections defers an unreadable file's error to the config's first use:
+    # the line above, or applying the first override.
+    raise InputError(f"no config file {_config_path(argv)!r}") from None
   except flags.Error as e:
     raise InputError(_one_line(str(e))) from None
   except (KeyError, AttributeError, IndexError) as e:  # An override of a field not there.
@@ -25,13 +30,17 @@ def parse(flag_values, argv):
     if first.startswith("'"):  # The field's name, then perhaps "Did you mean ...?".
       first = f"the config has no field {first}."
     raise InputError(" ".join(["--config override:", first, *rest])) from None
-  if "config" in flag_values and flag_values["config"].value is not None:
-    try:
-      flag_values.config.keys()  # ml_collections defers a missing file's error to here.
-    except OSError:
-      path = config_flags.get_config_filename(flag_values["config"])
-      raise InputError(f"no config file {path!r}") from None
   return remaining
+
+
+def _config_path(argv):
+  """The file of the last --config=FILE[:variants] (or `--config FILE...`) in argv."""
+  path = ""
+  for i, arg in enumerate(argv):
+    name, equals, value = arg.lstrip("-").partition("=")
+    if arg.startswith("-") and name == "config":
+      path = value if equals else (argv[i + 1] if i + 1 < len(argv) else "")
+  return path.split(":", 1)[0]
 
 
 def load(config_arg, overrides=()):

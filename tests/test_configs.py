@@ -65,6 +65,7 @@ def test_load_reads_variants_and_overrides_as_main_does(in_repo):
 
 @pytest.mark.parametrize("config_arg, overrides, message", [
     ("configs/missing.py", [], "no config file 'configs/missing.py'"),
+    ("configs/missing.py:cpu", ["--config.train.epochs=3"], "no config file 'configs/missing.py'"),
     ("configs/segnet_multi.py:bogus", [], "flag --config=configs/segnet_multi.py:bogus: "
      "ValueError: unknown config variant 'bogus': use exp1..exp9 and/or cpu"),
     ("configs/segnet_multi.py", ["--config.trian.epochs=3"], "--config override: the config "

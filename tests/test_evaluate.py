@@ -98,6 +98,8 @@ def test_evaluate_command_on_a_directory_without_config_exits_2(tmp_path):
 
 @pytest.mark.parametrize("config_args, message", [
     (["--config=configs/no_such_config.py"], "no config file 'configs/no_such_config.py'"),
+    (["--config", "configs/no_such_config.py:cpu", "--config.train.epochs=3"],
+     "no config file 'configs/no_such_config.py'"),
     (["--config=configs/segnet_multi.py:bogus"], "flag --config=configs/segnet_multi.py:bogus: "
      "ValueError: unknown config variant 'bogus': use exp1..exp9 and/or cpu"),
     (["--config=configs/segnet_multi.py", "--config.train.epochs=abc"],
