@@ -1,12 +1,10 @@
 import importlib
-import os
 
 import pytest
 
 from covseg_jax import config_file
 from covseg_jax.errors import InputError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAMILIES = ["default", "segnet_binary", "segnet_multi", "segnet_vgg16_multi", "unet_binary",
             "unet_multi", "lung_resnet"]
 
@@ -49,11 +47,6 @@ def test_variants_combine_and_unknown_fails():
     load("segnet_multi", "exp10")
   with pytest.raises(ValueError, match="unknown config variant"):
     load("lung_resnet", "exp1")
-
-
-@pytest.fixture
-def in_repo(monkeypatch):
-  monkeypatch.chdir(REPO)
 
 
 def test_load_reads_variants_and_overrides_as_main_does(in_repo):

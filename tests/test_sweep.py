@@ -25,14 +25,6 @@ def data_dir(tmp_path_factory):
   return helpers.data_dir_or_phantoms(tmp_path_factory)
 
 
-@pytest.fixture
-def in_repo(monkeypatch):
-  """Runs from the repository root on one CPU device (conftest's 8 fake devices are for
-  the sharding tests; a batch of 4 would not split over them)."""
-  monkeypatch.chdir(REPO)
-  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
-
-
 @pytest.mark.parametrize("text, expected", [
     ("1-9", list(range(1, 10))), ("4,7", [4, 7]), ("1-3,7", [1, 2, 3, 7]), ("7,4,4", [4, 7]),
     ("none", []), ("", [])])
