@@ -6,7 +6,8 @@ from covseg_jax import config_file
 from covseg_jax.errors import InputError
 
 FAMILIES = ["default", "segnet_binary", "segnet_multi", "segnet_vgg16_multi", "unet_binary",
-            "unet_multi", "lung_resnet"]
+            "unet_multi", "lung_resnet", "segnet_binary_improved", "segnet_multi_improved",
+            "lung_resnet_improved"]
 
 
 def load(family, arg=None):

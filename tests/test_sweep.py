@@ -74,6 +74,14 @@ def test_improved_config_differs_from_the_paper_only_in_the_adopted_changes(in_r
     assert improved == paper
 
 
+def test_improved_lung_config_differs_from_the_paper_only_in_test_time_flips(in_repo):
+  for variant in ("", ":cpu"):
+    paper = config_file.load(f"configs/lung_resnet.py{variant}").to_dict()
+    improved = config_file.load(f"configs/lung_resnet_improved.py{variant}").to_dict()
+    assert (paper["eval"].pop("tta_flip"), improved["eval"].pop("tta_flip")) == (False, True)
+    assert improved == paper
+
+
 def test_plan_single_runs(in_repo):
   (run,) = sweep.plan_runs("configs/lung_resnet.py:cpu", "sw", [], 0, [])
   assert (run.name, run.workdir) == (".", "sw")
