@@ -1,10 +1,12 @@
 """A training run killed with SIGKILL, or stopped with SIGTERM, and started again ends exactly
-like an uninterrupted one.
+like an uninterrupted one; so does a finished run given more epochs.
 
 This is the reproducibility demonstration: the same command, run twice in one workdir with a
 SIGKILL in between, gives the same test metrics, curves and TensorBoard scalars as one run.
 SIGTERM (a scheduler's notice) makes the run save a checkpoint where it is and stop with exit
 status 143, so the second run resumes from that step instead of the last periodic checkpoint.
+A finished run started again with a larger train.epochs trains on from its last checkpoint: the
+learning-rate schedule depends on the step, not on the number of epochs.
 """
 import json
 import os
@@ -23,13 +25,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOTAL_STEPS = 36  # 4 epochs of 72 training slices in batches of 8.
 
 
-def command(data_dir, workdir):
+def command(data_dir, workdir, epochs=4):
   return [sys.executable, "-m", "covseg_jax.main", "--config=configs/segnet_multi.py:cpu",
           f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
           "--config.data.image_size=32", "--config.model.features=(4,8,16)",
-          "--config.train.epochs=4", "--config.train.val_every_steps=9",
+          f"--config.train.epochs={epochs}", "--config.train.val_every_steps=9",
           "--config.train.log_every_steps=3", "--config.train.image_summary_every_steps=18",
-          "--config.checkpoint.every_steps=9"]
+          "--config.checkpoint.every_steps=9",
+          "--config.train.lr_drop_every_epochs=1"]  # The learning rate changes within the run.
 
 
 def saved_steps(workdir):
@@ -87,7 +90,25 @@ def test_stopped_run_resumes_to_the_same_result(tmp_path_factory, tmp_path, sign
 
   log = run_to_completion(command(data_dir, resumed), env)
   assert f"resuming at step {max(saved)}" in log
+  assert_same_run(reference, resumed)
 
+
+@pytest.mark.slow
+def test_finished_run_given_more_epochs_ends_like_a_longer_run(tmp_path_factory, tmp_path):
+  data_dir = helpers.data_dir_or_phantoms(tmp_path_factory)
+  reference, extended = str(tmp_path / "reference"), str(tmp_path / "extended")
+  env = environment(tmp_path / "compilation_cache")
+  run_to_completion(command(data_dir, reference), env)
+  run_to_completion(command(data_dir, extended, epochs=2), env)
+  assert read_json(os.path.join(extended, "test_metrics.json"))["step"] == TOTAL_STEPS // 2
+
+  log = run_to_completion(command(data_dir, extended), env)
+  assert f"resuming at step {TOTAL_STEPS // 2}" in log
+  assert_same_run(reference, extended)
+
+
+def assert_same_run(reference, resumed):
+  """The test metrics, the curves and the TensorBoard scalars of two runs are the same."""
   expected = read_json(os.path.join(reference, "test_metrics.json"))
   actual = read_json(os.path.join(resumed, "test_metrics.json"))
   for key in ("per_image_global_accuracy", "pooled_confusion_matrix", "per_image_loss",
