@@ -217,6 +217,10 @@ def train_and_evaluate(config, workdir):
   checkpoints = checkpoint.Checkpointer(workdir, config.checkpoint, total_steps)
   state = checkpoints.restore(state)
   start_step = int(state.step)
+  if start_step > total_steps:  # Before write_run_files: config.json keeps the run's epochs.
+    raise InputError(f"{workdir}: its checkpoint is at step {start_step}, past the {total_steps} "
+                     f"steps of train.epochs={tc.epochs}: give at least as many epochs as it "
+                     "was trained for, or a new --workdir")
 
   checkpoint.write_run_files(workdir, config, dataset)
   writer = summaries.MetricWriter(workdir, start_step=start_step)

@@ -106,6 +106,17 @@ def test_finished_run_given_more_epochs_ends_like_a_longer_run(tmp_path_factory,
   assert f"resuming at step {TOTAL_STEPS // 2}" in log
   assert_same_run(reference, extended)
 
+  # Fewer epochs than the checkpoint has: one line, exit status 2, and config.json untouched.
+  config_json = read_json(os.path.join(extended, checkpoint.CONFIG_FILE))
+  process = subprocess.run(command(data_dir, extended, epochs=2), cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=900)
+  assert process.returncode == 2, process.stderr[-3000:]
+  assert process.stderr.strip().splitlines()[-1] == (
+      f"error: {extended}: its checkpoint is at step {TOTAL_STEPS}, past the "
+      f"{TOTAL_STEPS // 2} steps of train.epochs=2: give at least as many epochs as it was "
+      "trained for, or a new --workdir")
+  assert read_json(os.path.join(extended, checkpoint.CONFIG_FILE)) == config_json
+
 
 def assert_same_run(reference, resumed):
   """The test metrics, the curves and the TensorBoard scalars of two runs are the same."""
