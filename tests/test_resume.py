@@ -43,10 +43,22 @@ def saved_steps(workdir):
 
 def environment(cache_dir):
   """The test's environment plus a persistent compilation cache, so that only the first of the
-  three processes pays for compiling (on a CPU, most of a small run's time)."""
+  module's processes pays for compiling (on a CPU, most of a small run's time)."""
   return dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache_dir),
               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  """(data_dir, env, workdir): the data, the environment and one uninterrupted 4-epoch run,
+  trained once for all the tests of the module."""
+  data_dir = helpers.data_dir_or_phantoms(tmp_path_factory)
+  root = tmp_path_factory.mktemp("resume")
+  env = environment(root / "compilation_cache")
+  workdir = str(root / "reference")
+  run_to_completion(command(data_dir, workdir), env)
+  return data_dir, env, workdir
 
 
 def run_to_completion(args, env):
@@ -62,11 +74,9 @@ def read_json(path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signal_number", [signal.SIGKILL, signal.SIGTERM])
-def test_stopped_run_resumes_to_the_same_result(tmp_path_factory, tmp_path, signal_number):
-  data_dir = helpers.data_dir_or_phantoms(tmp_path_factory)
-  reference, resumed = str(tmp_path / "reference"), str(tmp_path / "resumed")
-  env = environment(tmp_path / "compilation_cache")
-  run_to_completion(command(data_dir, reference), env)
+def test_stopped_run_resumes_to_the_same_result(uninterrupted, tmp_path, signal_number):
+  data_dir, env, reference = uninterrupted
+  resumed = str(tmp_path / "resumed")
 
   process = subprocess.Popen(command(data_dir, resumed), cwd=REPO, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -94,11 +104,9 @@ def test_stopped_run_resumes_to_the_same_result(tmp_path_factory, tmp_path, sign
 
 
 @pytest.mark.slow
-def test_finished_run_given_more_epochs_ends_like_a_longer_run(tmp_path_factory, tmp_path):
-  data_dir = helpers.data_dir_or_phantoms(tmp_path_factory)
-  reference, extended = str(tmp_path / "reference"), str(tmp_path / "extended")
-  env = environment(tmp_path / "compilation_cache")
-  run_to_completion(command(data_dir, reference), env)
+def test_finished_run_given_more_epochs_ends_like_a_longer_run(uninterrupted, tmp_path):
+  data_dir, env, reference = uninterrupted
+  extended = str(tmp_path / "extended")
   run_to_completion(command(data_dir, extended, epochs=2), env)
   assert read_json(os.path.join(extended, "test_metrics.json"))["step"] == TOTAL_STEPS // 2
 
