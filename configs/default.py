@@ -77,6 +77,9 @@ def get_config(arg=None):
   # Test-time augmentation of the final evaluation and of predict: average the softmax of each
   # slice and of its top-bottom mirror (the training flip). Validation during training is plain.
   config.eval.tta_flip = False
+  # Lung task: fill the enclosed holes of each predicted lung slice (lesions the network left
+  # out of the lung), in the final evaluation and in predict. Validation during training is plain.
+  config.eval.fill_holes = False
   return apply_variants(config, arg, SEGNET_GRID)
 
 

@@ -14,10 +14,11 @@ softmax).
 
 The command writes an ensemble directory, which the rest of the project reads like a training
 run's: ensemble.json (the members, as paths relative to it, their checkpoint, the command, device
-and date), config.json (the first member's config, with `ensemble.members` and the ensemble's
-eval.checkpoint and eval.tta_flip) and normalization.npz (the first member's), then evaluates
-each split (default: val and test; test for an ensemble over folds) as
-`python -m covseg_jax.main --mode=evaluate` would (<split>_metrics.json and report/).
+and date), config.json (the first member's config, eval.fill_holes included, with
+`ensemble.members` and the ensemble's eval.checkpoint and eval.tta_flip) and normalization.npz
+(the first member's), then evaluates each split (default: val and test; test for an ensemble
+over folds) as `python -m covseg_jax.main --mode=evaluate` would (<split>_metrics.json and
+report/).
 `covseg_jax.main --mode=evaluate`, `covseg_jax.predict` and `covseg_jax.results` take the
 directory as they take a run's. Per-image losses use the first member's loss on the log of the
 mean softmax. Bad input (a missing or incomplete member, members whose data differ, an --out that

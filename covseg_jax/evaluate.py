@@ -1,7 +1,7 @@
 """Evaluation: predict a split with a trained model, compute the papers' metrics, write the report.
 
   python -m covseg_jax.main --workdir=runs/segnet_multi --mode=evaluate \
-      [--checkpoint=best|last|STEP] [--split=test|val]
+      [--checkpoint=best|last|STEP] [--split=test|val] [--tta_flip] [--fill_holes]
 
 Training ends with the same evaluation (`evaluate_and_report`), so every trained run has its
 report; `evaluate_run` repeats it from the run directory alone.
@@ -15,9 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from scipy import ndimage
 
 from covseg_jax import checkpoint, losses, metrics, parallel, report
 from covseg_jax.data import pipeline
+from covseg_jax.errors import InputError
 
 # Pooled class-level metrics of the paper's Tables 4 and 6, plus precision and Jaccard.
 POOLED_METRICS = ("sensitivity", "specificity", "precision", "gmean", "dice", "f2", "jaccard")
@@ -41,6 +43,18 @@ def predict_logits(apply_fn, variables, images, tta_flip=False):
   return jnp.log((plain + mirrored[:, ::-1]) / 2)
 
 
+def fill_lung_holes(predictions):
+  """Lung masks (..., H, W) with the enclosed holes of each slice's class 1 filled.
+
+  A hole is background that no path of background pixels connects to the slice's border: in a
+  lung mask, a lesion or vessel the network left out although lung surrounds it.
+  """
+  predictions = np.asarray(predictions)
+  flat = predictions.reshape((-1,) + predictions.shape[-2:])
+  filled = np.stack([ndimage.binary_fill_holes(p == 1) for p in flat])
+  return np.where(filled.reshape(predictions.shape), 1, predictions).astype(predictions.dtype)
+
+
 def eval_step(variables, images, labels, class_weights, *, apply_fn, loss_name, tta_flip=False):
   """Predictions (B,S,S) int32 and per-image losses (B,) for a batch (predict_logits)."""
   logits = predict_logits(apply_fn, variables, images, tta_flip)
@@ -53,13 +67,15 @@ class Evaluator:
   """Runs eval_step over a whole split in fixed-size, padded, sharded batches.
 
   Each process puts only its rows of a batch on its devices (parallel.process_batch_rows);
-  every process gets the whole batch's predictions back.
+  every process gets the whole batch's predictions back. tta_flip: as in predict_logits;
+  fill_holes: the predictions pass through `fill_lung_holes` (lung task).
   """
 
-  def __init__(self, mesh, apply_fn, loss_name, class_weights, batch_size, tta_flip=False):
+  def __init__(self, mesh, apply_fn, loss_name, class_weights, batch_size, tta_flip=False,
+               fill_holes=False):
     num_devices = mesh.devices.size
     self.batch_size = -(-batch_size // num_devices) * num_devices  # Round up to the mesh.
-    self.mesh, self.tta_flip = mesh, bool(tta_flip)
+    self.mesh, self.tta_flip, self.fill_holes = mesh, bool(tta_flip), bool(fill_holes)
     self.rows = parallel.process_batch_rows(self.batch_size, mesh)
     self.class_weights = parallel.replicate(np.asarray(class_weights), mesh)
     replicated = parallel.replicated_sharding(mesh)
@@ -85,7 +101,10 @@ class Evaluator:
           self.class_weights)
       predictions.append(np.asarray(preds))
       image_losses.append(np.asarray(batch_losses))
-    return np.concatenate(predictions)[:n], np.concatenate(image_losses)[:n]
+    predictions = np.concatenate(predictions)[:n]
+    if self.fill_holes:
+      predictions = fill_lung_holes(predictions)
+    return predictions, np.concatenate(image_losses)[:n]
 
 
 def split_metrics(labels, predictions, num_classes, class_names):
@@ -160,12 +179,12 @@ def evaluate_and_report(workdir, config, split, evaluator, variables, *, split_n
   """Predicts `split`, writes <workdir>/<split>_metrics.json and <workdir>/report/; returns results.
 
   checkpoint_name: 'best', 'last' or the step, recorded with the results (and whether the
-  evaluator used test-time flips).
+  evaluator used test-time flips and filled holes).
   """
   predictions, image_losses = evaluator(variables, split)
   results = compute_results(split, predictions, image_losses, task, class_names)
   results.update({"split": split_name, "checkpoint": str(checkpoint_name), "step": int(step),
-                  "tta_flip": evaluator.tta_flip})
+                  "tta_flip": evaluator.tta_flip, "fill_holes": evaluator.fill_holes})
   if jax.process_index() == 0:
     path = os.path.join(workdir, f"{split_name}_metrics.json")
     with open(path, "w", encoding="utf-8") as f:
@@ -179,7 +198,8 @@ def evaluate_and_report(workdir, config, split, evaluator, variables, *, split_n
   return results
 
 
-def evaluate_run(workdir, which=None, split_name=None, mesh=None, tta_flip=None):
+def evaluate_run(workdir, which=None, split_name=None, mesh=None, tta_flip=None,
+                 fill_holes=None):
   """Restores a run from `workdir` alone, evaluates a split and writes its report.
 
   Args:
@@ -188,6 +208,8 @@ def evaluate_run(workdir, which=None, split_name=None, mesh=None, tta_flip=None)
     split_name: 'test', 'val' or 'train'; None takes the run's eval.split.
     mesh: devices to evaluate on; all by default.
     tta_flip: test-time flips (predict_logits); None takes the run's eval.tta_flip.
+    fill_holes: fill the predicted lungs' holes (`fill_lung_holes`); None takes the run's
+      eval.fill_holes. Lung runs only.
 
   Returns:
     The results dict (see `compute_results`), also written to <workdir>/<split>_metrics.json.
@@ -197,11 +219,14 @@ def evaluate_run(workdir, which=None, split_name=None, mesh=None, tta_flip=None)
   split_name = config.eval.split if split_name is None else split_name
   checkpoint.check_split(workdir, config, split_name)
   tta_flip = config.eval.get("tta_flip", False) if tta_flip is None else tta_flip
+  fill_holes = config.eval.get("fill_holes", False) if fill_holes is None else fill_holes
+  if fill_holes and config.data.task != "lung":
+    raise InputError(f"{workdir}: a {config.data.task!r} run; hole filling is for lung runs")
   mesh = parallel.create_mesh() if mesh is None else mesh
   run = checkpoint.restore_run(workdir, which, mesh)
   dataset = pipeline.load_dataset(run.config.data)
   evaluator = Evaluator(mesh, run.model.apply, run.config.train.loss, dataset.class_weights,
-                        run.config.eval.batch_size, tta_flip)
+                        run.config.eval.batch_size, tta_flip, fill_holes)
   return evaluate_and_report(workdir, run.config, dataset.split(split_name), evaluator,
                              run.variables, split_name=split_name, checkpoint_name=which,
                              step=run.step, task=run.task, class_names=run.class_names)

@@ -2,7 +2,7 @@
 
   python -m covseg_jax.main --config=configs/segnet_multi.py --workdir=runs/x
   python -m covseg_jax.main --workdir=runs/x --mode=evaluate [--checkpoint=best] [--split=val] \
-      [--tta_flip]
+      [--tta_flip] [--fill_holes]
 
 Training resumes from the latest good checkpoint in --workdir. Evaluation needs only the workdir.
 Bad input (a bad flag, config file, variant or --config.FIELD=VALUE override, missing data, bad
@@ -33,6 +33,8 @@ flags.DEFINE_enum("split", None, ["test", "val", "train"],
                   "evaluate: the split to evaluate (default: the run's eval.split).")
 flags.DEFINE_bool("tta_flip", None, "evaluate: average each prediction with that of the "
                   "top-bottom mirrored image (default: the run's eval.tta_flip).")
+flags.DEFINE_bool("fill_holes", None, "evaluate, lung runs: fill the enclosed holes of each "
+                  "predicted lung slice (default: the run's eval.fill_holes).")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -73,7 +75,7 @@ def main(argv):
       if FLAGS.config is not None:
         logging.warning("--config is ignored in evaluate mode: the run's config.json is used")
       evaluate.evaluate_run(FLAGS.workdir, which=which, split_name=FLAGS.split,
-                            tta_flip=FLAGS.tta_flip)
+                            tta_flip=FLAGS.tta_flip, fill_holes=FLAGS.fill_holes)
   except InputError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -23,10 +23,11 @@ Conventions (they mirror how the models were trained on the MedSeg slices):
   first; every axial slice is then min-max scaled to 0..255, resized to the run's image size
   (bicubic as MATLAB's imresize) and normalised as the run was (zero_center with its training
   mean image, minmax, zscore or hu_window). --intensity=hu|minmax overrides the detection.
-* Lungs. The lung run segments the lungs; infection runs trained on lung-masked inputs
-  (config.data.lung_mask) get the slices with everything outside the predicted lung zeroed.
-  An input that is already lung-masked (--lung_masked) gives the lung mask itself: the voxels
-  that differ from its most common value. Lesions are kept only inside the lung.
+* Lungs. The lung run segments the lungs (filling each slice's enclosed holes if its
+  eval.fill_holes is set, as in lung_resnet_improved); infection runs trained on lung-masked
+  inputs (config.data.lung_mask) get the slices with everything outside the predicted lung
+  zeroed. An input that is already lung-masked (--lung_masked) gives the lung mask itself: the
+  voxels that differ from its most common value. Lesions are kept only inside the lung.
 """
 import argparse
 import dataclasses
@@ -318,6 +319,7 @@ class Model:
     self._check(run)
     self._model = run.model
     self.tta_flip = bool(run.config.eval.get('tta_flip', False))
+    self.fill_holes = bool(run.config.eval.get('fill_holes', False))
     # An ensemble directory's members, relative to it (covseg_jax.ensemble); [] for one run.
     self.members = list(run.config.get('ensemble', {}).get('members', []))
     self._variables = jax.device_put(run.variables, jax.devices()[0])
@@ -358,7 +360,8 @@ class Model:
   def describe(self):
     described = {'run': self.source, 'checkpoint': self.checkpoint, 'step': self.step,
                  'task': self.task, 'normalization': self.method,
-                 'image_size': self.image_size, 'tta_flip': self.tta_flip}
+                 'image_size': self.image_size, 'tta_flip': self.tta_flip,
+                 'fill_holes': self.fill_holes}
     if self.members:
       described['ensemble_members'] = self.members
     return described
@@ -375,7 +378,8 @@ class Model:
     return forward(self._model, self._variables, images, size=size, tta_flip=self.tta_flip)
 
   def segment(self, images, lung=None, progress=None):
-    """Labels (Z, H, W) uint8 of 8-bit scaled slices (Z, H, W).
+    """Labels (Z, H, W) uint8 of 8-bit scaled slices (Z, H, W), holes filled if the run's
+    eval.fill_holes says so.
 
     `lung` (Z, H, W) restricts zscore statistics to the lung, as in training; a lung run
     with zscore normalisation, trained with statistics inside the true lung, uses its own
@@ -405,7 +409,7 @@ class Model:
         collect(*pending)
       pending = (start, stop, result)
     collect(*pending)
-    return labels
+    return evaluate.fill_lung_holes(labels) if self.fill_holes else labels
 
 
 def load_model(run_dir, role, checkpoint=None, batch_size=16):

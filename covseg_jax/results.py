@@ -317,7 +317,9 @@ def _evaluated_with(test):
   if name is None:
     return "an unrecorded checkpoint"
   what = f"the {name} checkpoint" if name in ("last", "best") else f"the step {name} checkpoint"
-  return what + (" with flip TTA" if test.get("tta_flip") else "")
+  steps = [step for key, step in (("tta_flip", "flip TTA"), ("fill_holes", "hole filling"))
+           if test.get(key)]
+  return what + (f" with {' and '.join(steps)}" if steps else "")
 
 
 def describe_family(run):
@@ -335,6 +337,8 @@ def describe_family(run):
     details.append(f"zoom ±{train['scale_range']:g}")
   if run.config.get("eval", {}).get("tta_flip"):
     details.append("flip TTA")
+  if run.config.get("eval", {}).get("fill_holes"):
+    details.append("hole filling")
   if "ensemble" in run.config:
     details.append(f"ensembles of {len(run.config['ensemble']['members'])} runs")
   return f"{MODEL_NAMES.get(model['name'], model['name'])}, {task_name} ({', '.join(details)})"

@@ -167,6 +167,8 @@ def check_config(config, mesh):
       (config.eval.batch_size >= 1, f"eval.batch_size={config.eval.batch_size} must be at least 1"),
       (tc.loss in losses.LOSSES, f"train.loss={tc.loss!r} is not one of {losses.LOSSES}"),
       (data.task in preprocess.TASKS, f"data.task={data.task!r} is not one of {preprocess.TASKS}"),
+      (data.task == "lung" or not config.eval.fill_holes,
+       f"eval.fill_holes is for the lung task, not data.task={data.task!r}"),
       (data.split in splits.SPLITS, f"data.split={data.split!r} is not one of {splits.SPLITS}"),
       (data.normalization in preprocess.NORMALIZATIONS,
        f"data.normalization={data.normalization!r} is not one of {preprocess.NORMALIZATIONS}"),
@@ -299,9 +301,10 @@ def train_and_evaluate(config, workdir):
   else:
     run = checkpoint.restore_run(workdir, final_checkpoint, mesh)
     variables, step = run.variables, run.step
-  if config.eval.tta_flip:
+  if config.eval.tta_flip or config.eval.fill_holes:
     evaluator = evaluate.Evaluator(mesh, model.apply, tc.loss, dataset.class_weights,
-                                   config.eval.batch_size, tta_flip=True)
+                                   config.eval.batch_size, tta_flip=config.eval.tta_flip,
+                                   fill_holes=config.eval.fill_holes)
   results = evaluate.evaluate_and_report(
       workdir, config, dataset.split(config.eval.split), evaluator, variables,
       split_name=config.eval.split, checkpoint_name=final_checkpoint, step=step,

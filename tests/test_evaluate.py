@@ -6,12 +6,14 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import segnet_multi
-from covseg_jax import checkpoint, evaluate, models, summaries, train
+from covseg_jax import checkpoint, evaluate, models, parallel, summaries, train
 from covseg_jax.data import pipeline
+from covseg_jax.errors import InputError
 from tests import helpers
 from tests.test_summaries import hparams_written, read_events
 from tests.test_train import tiny_config
@@ -96,6 +98,22 @@ def test_evaluate_command_on_a_directory_without_config_exits_2(tmp_path):
       f"error: {tmp_path}: no config.json, not a training run directory")
 
 
+def test_fill_lung_holes_fills_enclosed_background_only():
+  """Two slices of lung masks: a ring's inside is filled; a bay open to the border, a gap in
+  the ring and the background around it are not."""
+  ring = np.zeros((12, 12), np.int32)
+  ring[2:9, 2:9] = 1
+  ring[4:7, 4:7] = 0  # Enclosed: filled.
+  bay = ring.copy()
+  bay[5, 6:] = 0  # The hole opens to the right border through the ring: kept.
+  masks = np.stack([ring, bay])
+  filled = evaluate.fill_lung_holes(masks)
+  assert filled.dtype == masks.dtype and filled.shape == masks.shape
+  expected_ring = ring.copy()
+  expected_ring[4:7, 4:7] = 1
+  np.testing.assert_array_equal(filled, np.stack([expected_ring, bay]))
+
+
 @pytest.mark.parametrize("config_args, message", [
     (["--config=configs/no_such_config.py"], "no config file 'configs/no_such_config.py'"),
     (["--config", "configs/no_such_config.py:cpu", "--config.train.epochs=3"],
@@ -141,3 +159,34 @@ def test_evaluation_with_flip_tta(trained_run, tmp_path):
   assert results["per_image_global_accuracy"] != trained["per_image_global_accuracy"]
   with open(os.path.join(copy, "test_metrics.json")) as f:
     assert json.load(f)["tta_flip"] is True
+
+
+def test_hole_filling_is_refused_for_an_infection_run(trained_run):
+  workdir, _, _ = trained_run
+  with pytest.raises(InputError, match="a 'multi' run; hole filling is for lung runs"):
+    evaluate.evaluate_run(workdir, split_name="test", fill_holes=True)
+
+
+def test_evaluator_fills_holes_of_a_lung_model():
+  """Evaluator(fill_holes=True) passes the plain predictions through fill_lung_holes and
+  leaves the losses alone. The 'model' labels lung where the input is positive: rings."""
+  def apply_fn(variables, images, train=False):
+    del variables, train
+    return jnp.concatenate([-images, images], axis=-1)
+
+  rings = np.full((3, 16, 16), -1.0, np.float32)
+  rings[:, 3:13, 3:13] = 1.0
+  rings[:, 6:10, 6:10] = -1.0
+  labels = (rings > 0).astype(np.int32)
+  split = pipeline.SplitArrays(images=rings[..., None], labels=labels,
+                               lung=labels.astype(np.uint8), raw=rings,
+                               slice_numbers=np.arange(1, 4))
+  mesh = parallel.create_mesh()
+  plain, plain_losses = evaluate.Evaluator(mesh, apply_fn, "dice", np.ones(2), 2)(None, split)
+  filled, losses = evaluate.Evaluator(mesh, apply_fn, "dice", np.ones(2), 2, fill_holes=True)(
+      None, split)
+  np.testing.assert_array_equal(plain, labels)
+  expected = labels.copy()
+  expected[:, 6:10, 6:10] = 1
+  np.testing.assert_array_equal(filled, expected)
+  np.testing.assert_array_equal(losses, plain_losses)

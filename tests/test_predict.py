@@ -17,14 +17,16 @@ import shutil
 import subprocess
 import sys
 
+from flax import linen as nn
 import jax
+import jax.numpy as jnp
 import nibabel as nib
 import numpy as np
 from PIL import Image
 import pytest
 
 from configs import lung_resnet, unet_multi
-from covseg_jax import models, predict, severity, train
+from covseg_jax import evaluate, models, predict, severity, train
 from covseg_jax.data import nifti, preprocess, synthetic
 from covseg_jax.errors import InputError
 from tests import helpers
@@ -793,16 +795,43 @@ def test_cli_bad_input_in_a_subprocess(tmp_path, trained):
   assert not (tmp_path / 'out').exists()
 
 
+def models_with_and_without(run, role, field):
+  """predict.Models of `run` with config.eval.<field> on and off (both say so in describe())."""
+  config = run.config.copy_and_resolve_references()
+  config.eval[field] = True
+  model = predict.Model(dataclasses.replace(run, config=config), role, 'runs/x', batch_size=2)
+  plain = predict.Model(run, role, 'runs/x', batch_size=2)
+  assert model.describe()[field] is True and plain.describe()[field] is False
+  return model, plain
+
+
+class Brighter(nn.Module):
+  """A stand-in network that labels lung where the min-max normalised input exceeds 0.5."""
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    return jnp.concatenate([0.5 - x, x - 0.5], axis=-1)
+
+
+def test_hole_filling_from_the_run_config():
+  """A lung run trained with eval.fill_holes predicts lungs with their holes filled."""
+  run = dataclasses.replace(fake_run(lung_resnet, method='minmax'), model=Brighter(),
+                            variables={})
+  model, plain = models_with_and_without(run, 'lung', 'fill_holes')
+  rings = np.full((2, 40, 40), 20, np.uint8)
+  rings[:, 6:34, 6:34] = 200
+  rings[:, 15:25, 15:25] = 20
+  expected = (rings == 200).astype(np.uint8)
+  np.testing.assert_array_equal(plain.segment(rings), expected)
+  expected[:, 15:25, 15:25] = 1
+  np.testing.assert_array_equal(model.segment(rings), expected)
+
+
 def test_flip_tta_from_the_run_config():
   """A run trained with eval.tta_flip predicts with it: mirrored slices give mirrored masks."""
   mean_image = np.random.default_rng(0).uniform(20, 120, (SIZE, SIZE)).astype(np.float32)
   run = fake_run(unet_multi, mean_image=(mean_image + mean_image[::-1]) / 2)  # Mirror-symmetric.
-  config = run.config.copy_and_resolve_references()
-  config.eval.tta_flip = True
-  model = predict.Model(dataclasses.replace(run, config=config), 'infection', 'runs/multi',
-                        batch_size=2)
-  plain = predict.Model(run, 'infection', 'runs/multi', batch_size=2)
-  assert model.describe()['tta_flip'] is True and plain.describe()['tta_flip'] is False
+  model, plain = models_with_and_without(run, 'infection', 'tta_flip')
   slices = np.random.default_rng(3).integers(0, 256, (2, 40, 40)).astype(np.uint8)
   masks = model.segment(slices)
   assert len(np.unique(masks)) > 1

@@ -74,11 +74,12 @@ def test_improved_config_differs_from_the_paper_only_in_the_adopted_changes(in_r
     assert improved == paper
 
 
-def test_improved_lung_config_differs_from_the_paper_only_in_test_time_flips(in_repo):
+def test_improved_lung_config_differs_from_the_paper_only_in_flips_and_hole_filling(in_repo):
   for variant in ("", ":cpu"):
     paper = config_file.load(f"configs/lung_resnet.py{variant}").to_dict()
     improved = config_file.load(f"configs/lung_resnet_improved.py{variant}").to_dict()
-    assert (paper["eval"].pop("tta_flip"), improved["eval"].pop("tta_flip")) == (False, True)
+    for field in ("tta_flip", "fill_holes"):
+      assert (paper["eval"].pop(field), improved["eval"].pop(field)) == (False, True)
     assert improved == paper
 
 
