@@ -23,6 +23,8 @@ Conventions (they mirror how the models were trained on the MedSeg slices):
   first; every axial slice is then min-max scaled to 0..255, resized to the run's image size
   (bicubic as MATLAB's imresize) and normalised as the run was (zero_center with its training
   mean image, minmax, zscore or hu_window). --intensity=hu|minmax overrides the detection.
+  A lung-masked input (--lung_masked) was scaled before it was masked, so it keeps its scale:
+  8-bit values as they are, HU through the lung window's fixed range (`to_8bit`).
 * Lungs. The lung run segments the lungs (filling each slice's enclosed holes if its
   eval.fill_holes is set, as in lung_resnet_improved); infection runs trained on lung-masked
   inputs (config.data.lung_mask) get the slices with everything outside the predicted lung
@@ -247,6 +249,25 @@ def to_8bit_scale(slices, hu):
   return ((x - low) * (255.0 / np.where(span > 0, span, 1.0))).astype(np.float32)
 
 
+def to_8bit(slices, intensity, lung_masked):
+  """(slices scaled to 0..255 as float32, how) for `intensity` 'auto', 'hu' or 'minmax'.
+
+  Whole slices are min-max scaled per slice (`to_8bit_scale`), as the MedSeg export was.
+  Lung-masked slices were scaled before the masking (the authors' PNGs: a lung-masked slice's
+  brightest voxel is not 255), so with 'auto' they keep their scale: HU through the lung
+  window's fixed range, 8-bit values (within 0..255) as they are; 'minmax' forces min-max.
+  """
+  hu = intensity == 'hu' or (intensity == 'auto' and looks_like_hu(slices))
+  if lung_masked and hu:
+    low, high = preprocess.HU_LUNG_WINDOW
+    scaled = (np.clip(slices, low, high) - low) * (255.0 / (high - low))
+    return scaled.astype(np.float32), 'HU, lung window'
+  if lung_masked and intensity == 'auto' and slices.min() >= 0 and slices.max() <= 255:
+    return np.asarray(slices, np.float32), '8-bit, as given'
+  how = 'HU, lung window, then min-max per slice' if hu else 'min-max per slice'
+  return to_8bit_scale(slices, hu), how
+
+
 def masked_lung(scan):
   """The lung of a lung-masked scan: voxels that differ from its most common value."""
   values, counts = np.unique(scan.slices, return_counts=True)
@@ -436,14 +457,13 @@ class Segmentation:
   scaled: np.ndarray  # The 8-bit scaled slices (float32), for the overlays.
   sides: np.ndarray  # 0 outside the lung, severity.RIGHT or severity.LEFT.
   lesions: np.ndarray  # Infection labels, 0 outside the lung.
-  hu: bool
+  intensity: str  # How the slices were scaled to 0..255 (to_8bit).
   sides_method: str
 
 
 def segment_scan(scan, infection, lung=None, intensity='auto', progress_stream=None):
   """Lungs (from `lung`, a Model, or the lung-masked input when None) and lesions of `scan`."""
-  hu = intensity == 'hu' or (intensity == 'auto' and looks_like_hu(scan.slices))
-  scaled = to_8bit_scale(scan.slices, hu)
+  scaled, how = to_8bit(scan.slices, intensity, lung_masked=lung is None)
   num_slices = len(scaled)
   if lung is not None:
     bar = Progress(f'{scan.name}: lungs', num_slices, progress_stream)
@@ -457,14 +477,21 @@ def segment_scan(scan, infection, lung=None, intensity='auto', progress_stream=N
     midlines = severity.extent_midlines(lung_mask, RIGHT_LEFT_AXIS)
     method = severity.EXTENT_METHOD
   sides = severity.assign_sides(lung_mask, midlines, RIGHT_LEFT_AXIS)
+  bar = Progress(f'{scan.name}: infection', num_slices, progress_stream)
+  lesions = segment_lesions(scaled, lung_mask, infection, progress=bar)
+  bar.close()
+  return Segmentation(scaled=scaled, sides=sides, lesions=lesions, intensity=how,
+                      sides_method=method)
+
+
+def segment_lesions(scaled, lung_mask, infection, progress=None):
+  """Lesion labels (Z, H, W) uint8 of 8-bit scaled slices, kept inside `lung_mask`; the
+  infection `Model` sees the slices lung-masked if it was trained on lung-masked inputs."""
   inputs = scaled
   if infection.lung_mask:
     inputs = np.where(lung_mask > 0, scaled, 0.0).astype(np.float32)
-  bar = Progress(f'{scan.name}: infection', num_slices, progress_stream)
-  lesions = infection.segment(inputs, lung=lung_mask, progress=bar)
-  bar.close()
-  lesions = np.where(lung_mask > 0, lesions, 0).astype(np.uint8)
-  return Segmentation(scaled=scaled, sides=sides, lesions=lesions, hu=hu, sides_method=method)
+  lesions = infection.segment(inputs, lung=lung_mask, progress=progress)
+  return np.where(lung_mask > 0, lesions, 0).astype(np.uint8)
 
 
 def output_names(name, kind, overlays):
@@ -532,7 +559,7 @@ def _report(scan, segmentation, infection, lung, names, overlays):
       'voxel_volume_ml': scan.voxel_volume_ml,
       'orientation': {'stored': ''.join(scan.axcodes), 'source': scan.orientation_source,
                       'axial_axis': scan.axial_axis},
-      'intensity': 'HU, lung window' if segmentation.hu else 'min-max per slice',
+      'intensity': segmentation.intensity,
       'models': {'lung': lung.describe() if lung else {'source': 'lung-masked input'},
                  'infection': infection.describe()},
       'classes': list(infection.class_names),
@@ -656,7 +683,7 @@ def predict(input_path, output, infection, lung=None, overwrite=False, orientati
   return reports
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
   """Usage errors as one line, like the input errors."""
 
   def error(self, message):
@@ -677,7 +704,7 @@ def _non_negative(text):
   return value
 
 
-def _checkpoint(text):
+def checkpoint_flag(text):
   try:
     return checkpoints.parse_which(text)
   except ValueError as e:
@@ -694,8 +721,8 @@ def _orientation(text):
 
 
 def build_parser():
-  parser = _Parser(prog='python -m covseg_jax.predict',
-                   description='Lung and infection masks and a severity report for CT scans.')
+  parser = Parser(prog='python -m covseg_jax.predict',
+                  description='Lung and infection masks and a severity report for CT scans.')
   parser.add_argument('--input', required=True, metavar='SCAN',
                       help='NIfTI (.nii, .nii.gz; 2D or 3D), PNG/JPEG slice, or a directory of '
                            'them')
@@ -708,9 +735,10 @@ def build_parser():
   parser.add_argument('--lung_masked', action='store_true',
                       help='the input is already lung-masked: everything outside the lungs has '
                            'one value; the lung mask is read from it')
-  parser.add_argument('--checkpoint', type=_checkpoint,
-                      help="the runs' checkpoint: 'best' (by validation), 'last' or a step number "
-                           "(default: the one each run's test metrics used, config.eval.checkpoint)")
+  parser.add_argument('--checkpoint', type=checkpoint_flag,
+                      help="the runs' checkpoint: 'best' (by validation), 'last' or a step "
+                           "number (default: the one each run's test metrics used, "
+                           "config.eval.checkpoint)")
   parser.add_argument('--overwrite', action='store_true', help='replace existing outputs')
   parser.add_argument('--batch_size', type=_positive, default=16,
                       help='slices per device batch (%(default)s)')
@@ -721,7 +749,8 @@ def build_parser():
                            "data) or the stored axis codes, e.g. PLS (%(default)s)")
   parser.add_argument('--intensity', choices=INTENSITIES, default='auto',
                       help="'hu' (lung window, then min-max per slice), 'minmax' (min-max per "
-                           "slice) or 'auto' (HU when 1%% of voxels are below -500) (%(default)s)")
+                           "slice) or 'auto' (HU when 1%% of voxels are below -500; lung-masked "
+                           "inputs keep their scale) (%(default)s)")
   return parser
 
 
@@ -759,23 +788,29 @@ def _run(args):
                  orientation=args.orientation, intensity=args.intensity, overlays=args.overlays)
 
 
-def main(argv=None):
-  """The command line; returns the exit status (2 for bad input, with one line on stderr)."""
-  args = build_parser().parse_args(argv)
-  # Library warnings (e.g. orbax falling back past a damaged checkpoint) would break the
-  # one-line error; the report records the step that was restored.
+def run_command(run, args):
+  """(run(args), 0), or (None, 2) after printing its InputError as one line on stderr.
+
+  Library warnings (e.g. orbax falling back past a damaged checkpoint) are muted meanwhile: they
+  would break the one-line error; the reports record the step that was restored.
+  """
   verbosity = logging.get_verbosity()
   logging.set_verbosity(logging.ERROR)
   try:
-    reports = _run(args)
+    return run(args), 0
   except InputError as e:
     print(f'error: {e}', file=sys.stderr)
-    return 2
+    return None, 2
   finally:
     logging.set_verbosity(verbosity)
-  for report in reports:
+
+
+def main(argv=None):
+  """The command line; returns the exit status (2 for bad input, with one line on stderr)."""
+  reports, status = run_command(_run, build_parser().parse_args(argv))
+  for report in reports or ():
     print(_summary(report))
-  return 0
+  return status
 
 
 if __name__ == '__main__':

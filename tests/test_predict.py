@@ -245,6 +245,29 @@ def test_hu_detection_and_8bit_scaling():
   assert not predict.to_8bit_scale(np.zeros((1, 4, 4)), hu=False).any()  # Constant slice -> 0.
 
 
+def test_lung_masked_inputs_keep_their_scale():
+  masked = np.zeros((2, 8, 8), np.float32)
+  masked[:, 2:6, 2:6] = np.arange(16).reshape(4, 4) * 12 + 1  # 1..181: not min-max scaled.
+  scaled, how = predict.to_8bit(masked, 'auto', lung_masked=True)
+  np.testing.assert_array_equal(scaled, masked)
+  assert how == '8-bit, as given'
+  for intensity, lung_masked in (('minmax', True), ('auto', False)):
+    scaled, how = predict.to_8bit(masked, intensity, lung_masked)
+    np.testing.assert_array_equal(scaled, predict.to_8bit_scale(masked, hu=False))
+    assert how == 'min-max per slice' and scaled.max() == pytest.approx(255)
+  scaled, how = predict.to_8bit(masked * 2, 'auto', lung_masked=True)  # Not 8-bit: min-max.
+  assert how == 'min-max per slice' and scaled.max() == pytest.approx(255)
+  hu = np.full((1, 8, 8), -1024, np.float32)
+  hu[0, 2:6, 2:6] = [-900, -650, 100, 900]
+  scaled, how = predict.to_8bit(hu, 'auto', lung_masked=True)
+  low, high = preprocess.HU_LUNG_WINDOW
+  np.testing.assert_allclose(scaled, (np.clip(hu, low, high) - low) * 255 / (high - low))
+  assert how == 'HU, lung window'
+  scaled, how = predict.to_8bit(hu, 'auto', lung_masked=False)
+  np.testing.assert_array_equal(scaled, predict.to_8bit_scale(hu, hu=True))
+  assert how == 'HU, lung window, then min-max per slice'
+
+
 def test_lung_masked_input():
   scan = predict.Scan(path=pathlib.Path('m.png'), name='m', kind='image',
                       slices=np.zeros((1, 20, 20), np.float32), stored_shape=(20, 20),
@@ -353,7 +376,8 @@ def test_outputs_match_the_input_grid_and_the_report_matches_the_masks(tmp_path,
   check_report_against_masks(report, out / 'p_lung.nii.gz', out / 'p_infection.nii.gz',
                              0.7 * 0.8 * 5.0 / 1000)
   assert report['orientation'] == {'stored': 'PLS', 'source': 'header', 'axial_axis': 2}
-  assert report['intensity'] == 'HU, lung window' and report['warnings'] == []
+  assert report['intensity'] == 'HU, lung window, then min-max per slice'
+  assert report['warnings'] == []
   assert report['models']['infection']['run'] == 'runs/multi'
   lesions = np.asarray(nib.load(out / 'p_infection.nii.gz').dataobj)
   per_slice = np.count_nonzero(lesions, axis=(0, 1))
