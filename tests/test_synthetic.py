@@ -61,3 +61,9 @@ def test_write_medseg_folder_layout(tmp_path):
       medseg.DERIVED_IMAGES_FILE, medseg.DERIVED_LUNG_FILE,
       *(medseg.lungmasked_png_name(k) for k in (1, 2, 3)),
       *(medseg.image_png_name(k) for k in (1, 2, 3))}
+  # Like MedSeg's files: no orientation, so the affine is nibabel's default for the shape.
+  for name in names:
+    if name.endswith('.nii.gz'):
+      image = nib.load(path / name)
+      assert image.header['qform_code'] == image.header['sform_code'] == 0
+      np.testing.assert_array_equal(image.affine, image.header.get_base_affine())

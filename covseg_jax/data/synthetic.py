@@ -164,10 +164,12 @@ def write_medseg_folder(path, n=12, size=64, seed=0, originals=False):
   path = pathlib.Path(path)
   images, labels, sides = _phantom_slices(n, size, seed)
   lung = (sides > 0).astype(np.uint8)
-  # The real tr_mask.nii.gz's affine: x flipped, centred, 1 mm voxels.
+  # Like the real tr_mask.nii.gz: no orientation (qform and sform codes 0), so the affine is
+  # nibabel's default for the shape: x flipped, centred, 1 mm voxels.
   affine = np.diag([-1.0, 1.0, 1.0, 1.0])
   affine[:3, 3] = ((size - 1) / 2, -(size - 1) / 2, -(n - 1) / 2)
   reference = nib.Nifti1Image(np.zeros((size, size, n), np.float64), affine)
+  reference.set_sform(affine, code=0)
 
   def save(array, name, dtype):
     nifti.save_nifti(np.moveaxis(array, 0, 2), reference, path / name, dtype)
