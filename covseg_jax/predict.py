@@ -749,8 +749,9 @@ def build_parser():
                            "data) or the stored axis codes, e.g. PLS (%(default)s)")
   parser.add_argument('--intensity', choices=INTENSITIES, default='auto',
                       help="'hu' (lung window, then min-max per slice), 'minmax' (min-max per "
-                           "slice) or 'auto' (HU when 1%% of voxels are below -500; lung-masked "
-                           "inputs keep their scale) (%(default)s)")
+                           "slice) or 'auto' (HU when 1%% of voxels are below -500) "
+                           "(%(default)s); --lung_masked inputs keep their scale unless "
+                           "'minmax': 8-bit as given, HU by the lung window's fixed range")
   return parser
 
 
