@@ -182,11 +182,17 @@ class Checkpointer:
             preservation_policy=policies.LatestN(checkpoint_config.max_to_keep),
             cleanup_tmp_directories=True))  # Leftovers of a save cut short by a kill.
     # Saved only on improvement, so the latest N here are the best N in order.
+    # Its own barrier names: orbax names a save's cross-process barriers by the step alone, so
+    # two managers saving the same step (a best checkpoint at a periodic step) on several
+    # processes would meet at one barrier twice ("Barrier _async_write_complete.9 is already
+    # ongoing") and the job would hang.
     self.best = ocp.CheckpointManager(
         os.path.join(os.path.abspath(workdir), BEST_DIR),
         options=ocp.CheckpointManagerOptions(
             preservation_policy=policies.LatestN(checkpoint_config.max_to_keep),
-            cleanup_tmp_directories=True))
+            cleanup_tmp_directories=True,
+            multiprocessing_options=ocp.options.MultiprocessingOptions(
+                barrier_sync_key_prefix=BEST_DIR)))
 
   def restore(self, state):
     """`state` with the arrays and step of the latest good checkpoint (unchanged if none).
