@@ -55,8 +55,8 @@ def score(infection, lung, data_dir=None, part='test'):
 
   `lung` is the lung `Model`, or None for the lung-masked inputs.
   """
-  data = medseg.load_medseg(data_dir)
   data_dir = medseg.find_data_dir(data_dir)
+  data = medseg.load_medseg(data_dir)
   index = getattr(splits.paper_split(data_dir), part)  # 0-based: slice number - 1.
   reference_lung = data.lung[index]
   reference = preprocess.labels_for_task(data.labels[index], reference_lung, infection.task)
