@@ -212,8 +212,7 @@ def main(argv):
   try:
     splits = create(members, options.out, which, options.tta_flip,
                     shlex.join(["python", "-m", "covseg_jax.ensemble", *argv]), splits)
-    for split in splits:
-      results = evaluate.evaluate_run(options.out, split_name=split)
+    for split, results in evaluate.evaluate_run(options.out, splits=splits).items():
       print(f"{split}: global accuracy {results['global_accuracy_mean']:.4f}; Dice "
             + ", ".join(f"{name} {m['dice']:.3f}" for name, m in results["classes"].items()))
   except InputError as e:

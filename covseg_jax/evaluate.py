@@ -198,26 +198,28 @@ def evaluate_and_report(workdir, config, split, evaluator, variables, *, split_n
   return results
 
 
-def evaluate_run(workdir, which=None, split_name=None, mesh=None, tta_flip=None,
-                 fill_holes=None):
-  """Restores a run from `workdir` alone, evaluates a split and writes its report.
+def evaluate_run(workdir, which=None, splits=None, mesh=None, tta_flip=None, fill_holes=None):
+  """Restores a run from `workdir` alone, evaluates splits and writes their reports.
 
   Args:
     workdir: a training run's directory.
     which: 'best', 'last' or a step number; None takes the run's eval.checkpoint.
-    split_name: 'test', 'val' or 'train'; None takes the run's eval.split.
+    splits: names among 'test', 'val' and 'train', evaluated with one restore and one
+      compilation; None takes the run's eval.split.
     mesh: devices to evaluate on; all by default.
     tta_flip: test-time flips (predict_logits); None takes the run's eval.tta_flip.
     fill_holes: fill the predicted lungs' holes (`fill_lung_holes`); None takes the run's
       eval.fill_holes. Lung runs only.
 
   Returns:
-    The results dict (see `compute_results`), also written to <workdir>/<split>_metrics.json.
+    {split: the results dict (see `compute_results`)}, each also written to
+    <workdir>/<split>_metrics.json.
   """
   config = checkpoint.load_config(workdir)
   which = checkpoint.parse_which(config.eval.checkpoint if which is None else which)
-  split_name = config.eval.split if split_name is None else split_name
-  checkpoint.check_split(workdir, config, split_name)
+  splits = [config.eval.split] if splits is None else list(splits)
+  for split_name in splits:
+    checkpoint.check_split(workdir, config, split_name)
   tta_flip = config.eval.get("tta_flip", False) if tta_flip is None else tta_flip
   fill_holes = config.eval.get("fill_holes", False) if fill_holes is None else fill_holes
   if fill_holes and config.data.task != "lung":
@@ -227,6 +229,8 @@ def evaluate_run(workdir, which=None, split_name=None, mesh=None, tta_flip=None,
   dataset = pipeline.load_dataset(run.config.data)
   evaluator = Evaluator(mesh, run.model.apply, run.config.train.loss, dataset.class_weights,
                         run.config.eval.batch_size, tta_flip, fill_holes)
-  return evaluate_and_report(workdir, run.config, dataset.split(split_name), evaluator,
-                             run.variables, split_name=split_name, checkpoint_name=which,
-                             step=run.step, task=run.task, class_names=run.class_names)
+  return {split_name: evaluate_and_report(
+              workdir, run.config, dataset.split(split_name), evaluator, run.variables,
+              split_name=split_name, checkpoint_name=which, step=run.step, task=run.task,
+              class_names=run.class_names)
+          for split_name in splits}

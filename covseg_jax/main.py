@@ -74,7 +74,8 @@ def main(argv):
     else:
       if FLAGS.config is not None:
         logging.warning("--config is ignored in evaluate mode: the run's config.json is used")
-      evaluate.evaluate_run(FLAGS.workdir, which=which, split_name=FLAGS.split,
+      evaluate.evaluate_run(FLAGS.workdir, which=which,
+                            splits=None if FLAGS.split is None else [FLAGS.split],
                             tta_flip=FLAGS.tta_flip, fill_holes=FLAGS.fill_holes)
   except InputError as e:
     print(f"error: {e}", file=sys.stderr)

@@ -105,7 +105,7 @@ def test_results_read_an_ensemble_as_a_run(members, tmp_path):
   # An ensemble made through the API records no command; the tables still build.
   ensemble.create([str(root / "single" / "seed1"), str(root / "single" / "seed0")],
                   str(root / "api"))
-  evaluate.evaluate_run(str(root / "api"), split_name="test")
+  evaluate.evaluate_run(str(root / "api"), splits=["test"])
   text = results.collect(str(root), str(tmp_path / "tables"))
   assert "ensembles of 2 runs" in text and "python -m covseg_jax.ensemble" in text
   assert "## api:" in text and "`None`" not in text
@@ -133,7 +133,7 @@ def test_an_ensemble_over_folds_is_tested_on_the_paper_test_slices_only(tmp_path
   assert os.path.exists(os.path.join(out, "test_metrics.json"))
   assert not os.path.exists(os.path.join(out, "val_metrics.json"))
   with pytest.raises(InputError, match="an ensemble over folds"):
-    evaluate.evaluate_run(out, split_name="val")
+    evaluate.evaluate_run(out, splits=["val"])
   capsys.readouterr()
   fresh = tmp_path / "fresh"
   assert ensemble.main([f"--members={first},{second}", f"--out={fresh}", "--splits=val"]) == 2

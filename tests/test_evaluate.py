@@ -67,7 +67,7 @@ def test_evaluation_from_the_workdir_alone_repeats_training_evaluation(trained_r
   workdir, _, trained = trained_run
   copy = str(tmp_path / "copy")
   shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns("report", "*_metrics.json"))
-  results = evaluate.evaluate_run(copy, which="last", split_name="test")
+  results = evaluate.evaluate_run(copy, which="last", splits=["test"])["test"]
   assert_report(copy, "test", 18)
   assert results["per_image_global_accuracy"] == trained["per_image_global_accuracy"]
   assert results["pooled_confusion_matrix"] == trained["pooled_confusion_matrix"]
@@ -79,7 +79,7 @@ def test_evaluation_of_the_best_checkpoint_on_validation(trained_run, tmp_path):
   workdir, config, _ = trained_run
   copy = str(tmp_path / "copy")
   shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns("report"))
-  results = evaluate.evaluate_run(copy, which="best", split_name="val")
+  results = evaluate.evaluate_run(copy, which="best", splits=["val"])["val"]
   assert_report(copy, "val", 10)
   records = [r for r in summaries.read_metrics(workdir) if "val/loss" in r]
   best = min(records, key=lambda r: r["val/loss"])
@@ -154,7 +154,7 @@ def test_evaluation_with_flip_tta(trained_run, tmp_path):
   workdir, _, trained = trained_run
   copy = str(tmp_path / "copy")
   shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns("report", "*_metrics.json"))
-  results = evaluate.evaluate_run(copy, which="last", split_name="test", tta_flip=True)
+  results = evaluate.evaluate_run(copy, which="last", splits=["test"], tta_flip=True)["test"]
   assert results["tta_flip"] is True and trained["tta_flip"] is False
   assert results["per_image_global_accuracy"] != trained["per_image_global_accuracy"]
   with open(os.path.join(copy, "test_metrics.json")) as f:
@@ -164,7 +164,7 @@ def test_evaluation_with_flip_tta(trained_run, tmp_path):
 def test_hole_filling_is_refused_for_an_infection_run(trained_run):
   workdir, _, _ = trained_run
   with pytest.raises(InputError, match="a 'multi' run; hole filling is for lung runs"):
-    evaluate.evaluate_run(workdir, split_name="test", fill_holes=True)
+    evaluate.evaluate_run(workdir, splits=["test"], fill_holes=True)
 
 
 def test_evaluator_fills_holes_of_a_lung_model():
