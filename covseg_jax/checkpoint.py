@@ -51,6 +51,42 @@ def parse_which(text):
   raise ValueError(f"checkpoint must be 'best', 'last' or a step number, got {text!r}")
 
 
+# Config fields a resumed run may change, since none changes what it learns: the data's location,
+# the length (a larger train.epochs extends a finished run: the learning-rate schedule depends on
+# the step alone), how often it logs, validates and saves, and the final evaluation.
+RESUMABLE_FIELDS = ("data.data_dir", "train.epochs", "train.steps_per_call",
+                    "train.log_every_steps", "train.val_every_steps",
+                    "train.image_summary_every_steps", "train.image_summary_slices")
+RESUMABLE_SECTIONS = ("checkpoint", "eval")
+
+
+def _flatten(tree, prefix=""):
+  """{'a.b': value} of a nested dict."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def check_resumable(workdir, config):
+  """InputError if `workdir` holds a run whose config.json differs from `config` in a field that
+  shapes training (any but RESUMABLE_FIELDS and RESUMABLE_SECTIONS): resuming would mix two
+  experiments under one record. Fields only one of them has (a run from an older version) pass.
+  """
+  if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
+    return
+  saved = _flatten(load_config(workdir).to_dict())
+  given = _flatten(json.loads(config.to_json_best_effort()))
+  for key in sorted(saved.keys() & given.keys()):
+    if (saved[key] != given[key] and key not in RESUMABLE_FIELDS
+        and key.split(".")[0] not in RESUMABLE_SECTIONS):
+      raise InputError(f"{workdir}: holds a run with {key}={saved[key]!r}, not {given[key]!r}: "
+                       "give a new --workdir, or resume it with its own config")
+
+
 def write_run_files(workdir, config, dataset):
   """Writes config.json and normalization.npz (process 0 only).
 
@@ -61,8 +97,10 @@ def write_run_files(workdir, config, dataset):
   if jax.process_index() != 0:
     return
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, CONFIG_FILE), "w", encoding="utf-8") as f:
+  path = os.path.join(workdir, CONFIG_FILE)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
     f.write(config.to_json_best_effort(indent=2))
+  os.replace(path + ".tmp", path)  # Other processes may be reading it (check_resumable).
   arrays = {
       "method": np.array(config.data.normalization),
       "image_size": np.array(config.data.image_size),

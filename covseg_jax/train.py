@@ -192,11 +192,13 @@ def train_and_evaluate(config, workdir):
   """Trains `config` in `workdir`, then evaluates config.eval.split; returns its results.
 
   Resumes from the latest good checkpoint in `workdir` when there is one. Raises InputError
-  for a config that cannot train (check_config) and for bad data.
+  for a config that cannot train (check_config), for a workdir holding a run of another config
+  (checkpoint.check_resumable) and for bad data.
   """
   mesh = parallel.create_mesh()
   tc = config.train
   check_config(config, mesh)
+  checkpoint.check_resumable(workdir, config)
   dataset = pipeline.load_dataset(config.data)
   num_train = len(dataset.train.images)
   if tc.batch_size > num_train:

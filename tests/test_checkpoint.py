@@ -3,6 +3,7 @@ import functools
 import glob
 import logging
 import os
+import re
 import shutil
 import types
 
@@ -190,6 +191,31 @@ def test_restore_run_returns_the_run_description(tmp_path, config, initial_state
   assert run.normalization["lung_mask"] is True
   assert run.normalization["class_names"] == CLASS_NAMES
   np.testing.assert_array_equal(run.normalization["mean_image"], np.full((16, 16), 0.5))
+
+
+def test_a_run_resumes_only_with_a_config_that_trains_it_the_same_way(tmp_path, config):
+  workdir = str(tmp_path / "run")
+  checkpoint.check_resumable(workdir, config)  # No run there yet.
+  make_run(workdir, config, state=None, steps=[])
+  checkpoint.check_resumable(workdir, config)
+  resumable = config.copy_and_resolve_references()
+  resumable.train.epochs *= 2  # Extends the run.
+  resumable.data.data_dir = str(tmp_path / "moved")
+  resumable.train.log_every_steps = 1
+  resumable.checkpoint.every_steps = 5
+  resumable.eval.tta_flip = True
+  resumable.new_field = 1  # A field that runs of an older version lack.
+  checkpoint.check_resumable(workdir, resumable)
+  for field, value, shown in [("train.learning_rate", 0.1, "train.learning_rate=0.003, not 0.1"),
+                              ("model.features", (8, 16, 32),
+                               "model.features=[4, 8, 16], not [8, 16, 32]"),
+                              ("seed", 1, "seed=0, not 1")]:
+    other = config.copy_and_resolve_references()
+    other.update_from_flattened_dict({field: value})
+    with pytest.raises(InputError, match=re.escape(
+        f"{workdir}: holds a run with {shown}: give a new --workdir, or resume it with its own "
+        "config")):
+      checkpoint.check_resumable(workdir, other)
 
 
 def test_restore_run_input_errors(tmp_path, config, initial_state):

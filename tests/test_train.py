@@ -210,6 +210,19 @@ def test_a_bad_config_fails_before_anything_is_written(data_dir, tmp_path, field
   assert not workdir.exists()
 
 
+def test_a_run_of_another_config_is_refused_before_anything_is_written(data_dir, tmp_path):
+  config = tiny_config(data_dir)
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+  before = (workdir / "config.json").read_bytes()
+  config.model.features = (8, 16, 32)
+  with pytest.raises(InputError, match="holds a run with model.features=.4, 8, 16., not"):
+    train.train_and_evaluate(config, str(workdir))
+  assert os.listdir(workdir) == ["config.json"]
+  assert (workdir / "config.json").read_bytes() == before
+
+
 def test_main_reports_a_bad_config_value_in_one_line(tmp_path):
   process = subprocess.run(
       [sys.executable, "-m", "covseg_jax.main", "--config=configs/segnet_multi.py:cpu",
