@@ -53,6 +53,9 @@ def get_config(arg=None):
   config.train.shear_degrees = 10.0  # Random X and Y shear in [-10, 10] degrees.
   config.train.rotation_degrees = 0.0  # Random rotation in [-r, r] degrees; not in the paper.
   config.train.scale_range = 0.0  # Random zoom in [1 - s, 1 + s]; not in the paper.
+  # MATLAB's order: the datastore flips and shears the images, then the input layer subtracts
+  # the mean image ('zero_center' only). False flips and shears the centred images, mean and all.
+  config.train.center_after_augment = True
   config.train.val_every_steps = 10  # MATLAB ValidationFrequency.
   config.train.log_every_steps = 10
   config.train.image_summary_every_steps = 180  # TensorBoard overlays of fixed val slices.

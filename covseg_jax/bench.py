@@ -221,8 +221,11 @@ class StepBench:
     model, num_classes, self._state = _setup(config, self.mesh)
     self.flops = conv_flops(model, config.data.image_size)
     data = _random_split(config, PAPER_TRAIN_IMAGES, num_classes)
+    # The centre: zero-centring's mean image, added back and subtracted around the augmentation.
+    center = np.zeros((config.data.image_size,) * 2 + (1,), np.float32) if (
+        config.data.normalization == "zero_center" and tc.center_after_augment) else None
     self._data = parallel.replicate(
-        (data.images, data.labels, np.ones(num_classes, np.float32)), self.mesh)
+        (data.images, data.labels, np.ones(num_classes, np.float32), center), self.mesh)
     self._step_fn = jax.jit(
         functools.partial(train.train_steps, train_config=tc,
                           sharding=parallel.batch_sharding(self.mesh)),
@@ -239,12 +242,13 @@ class StepBench:
         + memory.temp_size_in_bytes - memory.alias_size_in_bytes) / 2**20
 
   def _args(self):
-    images, labels, class_weights = self._data
+    images, labels, class_weights, center = self._data
     indices = np.stack([
         train.batch_indices(self.config.seed, step, PAPER_TRAIN_IMAGES // self.batch_size,
                             self.batch_size, PAPER_TRAIN_IMAGES)
         for step in range(self._step, self._step + self.steps_per_call)])
-    return (images, labels, parallel.replicate(indices, self.mesh), self._rng, class_weights)
+    return (images, labels, parallel.replicate(indices, self.mesh), self._rng, class_weights,
+            center)
 
   def __call__(self):
     self._state, metrics = self._step_fn(self._state, *self._args())

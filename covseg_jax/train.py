@@ -59,19 +59,33 @@ def create_train_state(rng, model, image_size, optimizer):
                            batch_stats=variables.get("batch_stats", {}), tx=optimizer)
 
 
-def train_step(state, images, labels, indices, key, class_weights, *, train_config, sharding):
-  """One update on the batch images[indices], augmented on the device.
+def augmented_batch(images, labels, indices, key, center, train_config):
+  """The batch images[indices], labels[indices], augmented with per-sample keys from `key`.
 
-  images (N,S,S,1) and labels (N,S,S) are the whole (replicated) training set; indices (B,) the
-  batch; key the step's key. Per-sample keys depend only on the position in the global batch,
-  so the result does not depend on how many devices share the batch.
+  center (S,S,1): what the images' centring subtracted (`training_center`), added back before
+  the flip and shear and subtracted after them, so that they move the image and not the mean
+  image; None augments the images as they are. A sample's key depends only on its position in
+  the global batch, not on how many devices share the batch.
   """
-  aug_key, dropout_key = jax.random.split(key)
-  sample_keys = jax.vmap(lambda i: jax.random.fold_in(aug_key, i))(jnp.arange(indices.shape[0]))
+  sample_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(indices.shape[0]))
+  batch_images = images[indices] if center is None else images[indices] + center
   batch_images, batch_labels = augment.augment(
-      sample_keys, images[indices], labels[indices],
+      sample_keys, batch_images, labels[indices],
       flip=train_config.flip, shear_degrees=train_config.shear_degrees,
       rotation_degrees=train_config.rotation_degrees, scale_range=train_config.scale_range)
+  return batch_images if center is None else batch_images - center, batch_labels
+
+
+def train_step(state, images, labels, indices, key, class_weights, center, *, train_config,
+               sharding):
+  """One update on the batch images[indices], augmented on the device (`augmented_batch`).
+
+  images (N,S,S,1) and labels (N,S,S) are the whole (replicated) training set; indices (B,) the
+  batch; key the step's key.
+  """
+  aug_key, dropout_key = jax.random.split(key)
+  batch_images, batch_labels = augmented_batch(images, labels, indices, aug_key, center,
+                                               train_config)
   batch_images = jax.lax.with_sharding_constraint(batch_images, sharding)
   batch_labels = jax.lax.with_sharding_constraint(batch_labels, sharding)
 
@@ -87,8 +101,8 @@ def train_step(state, images, labels, indices, key, class_weights, *, train_conf
   return state, {"loss": loss}
 
 
-def train_steps(state, images, labels, indices, step_rng, class_weights, *, train_config,
-                sharding):
+def train_steps(state, images, labels, indices, step_rng, class_weights, center, *,
+                train_config, sharding):
   """len(indices) train_steps in one compiled call; returns the last step's metrics.
 
   indices (K,B) holds K batches. Step s (state.step before it) uses the key
@@ -98,13 +112,23 @@ def train_steps(state, images, labels, indices, step_rng, class_weights, *, trai
   """
   def body(state, batch_indices):
     return train_step(state, images, labels, batch_indices,
-                      jax.random.fold_in(step_rng, state.step), class_weights,
+                      jax.random.fold_in(step_rng, state.step), class_weights, center,
                       train_config=train_config, sharding=sharding)
 
   if indices.shape[0] == 1:
     return body(state, indices[0])
   state, metrics = jax.lax.scan(body, state, indices)
   return state, jax.tree.map(lambda m: m[-1], metrics)
+
+
+def training_center(dataset, train_config):
+  """train_step's `center` (S,S,1) float32: with train.center_after_augment, the mean image that
+  'zero_center' subtracted (scaled as the images), so the flip and shear act before centring
+  as in MATLAB, whose input layer centres the datastore's augmented images; else None (the
+  compiled step is then the same as without the argument, and so are its numbers)."""
+  if dataset.mean_image is None or not train_config.center_after_augment:
+    return None
+  return (dataset.mean_image[..., None] / preprocess.ZERO_CENTER_SCALE).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=2)
@@ -235,6 +259,7 @@ def train_and_evaluate(config, workdir):
   train_images = parallel.replicate(dataset.train.images, mesh)
   train_labels = parallel.replicate(dataset.train.labels, mesh)
   class_weights = parallel.replicate(dataset.class_weights, mesh)
+  center = parallel.replicate(training_center(dataset, tc), mesh)
   step_fn = jax.jit(
       functools.partial(train_steps, train_config=tc, sharding=parallel.batch_sharding(mesh)),
       donate_argnums=0)
@@ -257,7 +282,8 @@ def train_and_evaluate(config, workdir):
     indices = np.stack([batch_indices(config.seed, s, steps_per_epoch, tc.batch_size, num_train)
                         for s in range(done, done + count)])
     state, step_metrics = step_fn(state, train_images, train_labels,
-                                  parallel.replicate(indices, mesh), step_rng, class_weights)
+                                  parallel.replicate(indices, mesh), step_rng, class_weights,
+                                  center)
     done += count
     epoch = (done - 1) // steps_per_epoch
     if done % tc.log_every_steps == 0 or done == total_steps:

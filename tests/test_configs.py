@@ -80,4 +80,5 @@ def test_faithful_protocol_fields():
   assert config.train.lr_drop_factor == 0.95 and config.train.lr_drop_every_epochs == 12
   assert config.train.l2 == 1e-4 and config.train.shear_degrees == 10.0
   assert config.data.normalization == "zero_center" and config.data.split == "paper"
+  assert config.train.center_after_augment  # MATLAB's input layer centres augmented images.
   assert tuple(config.model.features) == (64, 128, 256)

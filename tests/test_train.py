@@ -12,7 +12,7 @@ import pytest
 
 from configs import lung_resnet, segnet_multi, unet_multi
 from covseg_jax import models, parallel, train
-from covseg_jax.data import pipeline
+from covseg_jax.data import pipeline, preprocess
 from covseg_jax.errors import InputError
 from tests import helpers
 
@@ -46,12 +46,41 @@ def make_step(config, dataset, mesh, optimizer=None):
   lr_fn = train.create_learning_rate_fn(config.train, 9)
   optimizer = optimizer or train.create_optimizer(config.train, lr_fn)
   state = train.create_train_state(jax.random.key(0), model, config.data.image_size, optimizer)
-  step = jax.jit(functools.partial(train.train_step, train_config=config.train,
-                                   sharding=parallel.batch_sharding(mesh)))
+  jitted = jax.jit(functools.partial(train.train_step, train_config=config.train,
+                                     sharding=parallel.batch_sharding(mesh)))
+  center = parallel.replicate(train.training_center(dataset, config.train), mesh)
+  step = lambda state, images, labels, indices, key, weights: jitted(
+      state, images, labels, indices, key, weights, center)
   args = [parallel.replicate(x, mesh) for x in
           (dataset.train.images, dataset.train.labels, np.arange(8, dtype=np.int32))]
   weights = parallel.replicate(dataset.class_weights, mesh)
   return parallel.replicate(state, mesh), step, args, weights
+
+
+@pytest.mark.parametrize("center_after_augment", [True, False])
+def test_flips_and_shears_act_before_zero_centring(data_dir, center_after_augment):
+  """MATLAB's input layer centres the datastore's augmented images: the network sees
+  augment(image) - mean image, not augment(image - mean image), unless the config says so."""
+  config = tiny_config(data_dir)
+  config.train.center_after_augment = center_after_augment
+  dataset = pipeline.load_dataset(config.data)
+  mean = dataset.mean_image[..., None] / preprocess.ZERO_CENTER_SCALE
+  indices = np.arange(8)
+  key = jax.random.key(5)
+  images, labels = train.augmented_batch(dataset.train.images, dataset.train.labels, indices,
+                                         key, train.training_center(dataset, config.train),
+                                         config.train)
+  # The same flips and shears (the keys are the same) of the uncentred images.
+  uncentred, expected_labels = train.augmented_batch(
+      dataset.train.images + mean, dataset.train.labels, indices, key, np.zeros_like(mean),
+      config.train)
+  np.testing.assert_array_equal(labels, expected_labels)
+  after = np.asarray(uncentred) - mean  # Centred after the augmentation, as MATLAB does.
+  difference = np.abs(np.asarray(images) - after).max()
+  if center_after_augment:
+    assert difference < 1e-5
+  else:  # Flipping the centred image flips the mean image with it.
+    assert difference > 0.1
 
 
 def test_a_few_steps_reduce_the_loss(data_dir):
@@ -140,10 +169,11 @@ def test_scanned_steps_equal_single_steps():
   step_rng = jax.random.key(3)
   steps = jax.jit(functools.partial(train.train_steps, train_config=config.train,
                                     sharding=parallel.batch_sharding(mesh)))
+  center = rng.standard_normal((16, 16, 1)).astype(np.float32)
   single = state
   for batch in indices:
-    single, single_metrics = steps(single, images, labels, batch[None], step_rng, weights)
-  scanned, scanned_metrics = steps(state, images, labels, indices, step_rng, weights)
+    single, single_metrics = steps(single, images, labels, batch[None], step_rng, weights, center)
+  scanned, scanned_metrics = steps(state, images, labels, indices, step_rng, weights, center)
   assert int(scanned.step) == int(single.step) == 3
   assert float(scanned_metrics["loss"]) == pytest.approx(float(single_metrics["loss"]), rel=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
