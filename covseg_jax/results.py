@@ -10,8 +10,9 @@ to. Per family:
 - global accuracy per experiment, mean ± std over the test images (the paper's Table 3 or 5),
   from runs on the paper's split;
 - class-level metrics of the best of those runs (Table 4 or 6), chosen by VALIDATION: the last
-  validation global accuracy in metrics.jsonl (--select=val_accuracy, the score of the final
-  weights the test metrics come from) or the last validation loss (--select=val_loss);
+  validation global accuracy in metrics.jsonl (--select=val_accuracy: the score of the final
+  weights, which the test metrics come from unless the run was evaluated at another checkpoint,
+  as each table says) or the last validation loss (--select=val_loss);
 - k-fold mean ± std over folds (Table 7) of accuracy and per-class Dice, from data.split='kfold';
   the same table for data.split='paper_kfold' (folds of the paper's 82 non-test slices, all
   tested on the paper's test slices; a fold's validation slices are its own, so no fold is
