@@ -221,9 +221,9 @@ class StepBench:
     model, num_classes, self._state = _setup(config, self.mesh)
     self.flops = conv_flops(model, config.data.image_size)
     data = _random_split(config, PAPER_TRAIN_IMAGES, num_classes)
-    # The centre: zero-centring's mean image, added back and subtracted around the augmentation.
-    center = np.zeros((config.data.image_size,) * 2 + (1,), np.float32) if (
-        config.data.normalization == "zero_center" and tc.center_after_augment) else None
+    mean_image = (np.zeros((config.data.image_size,) * 2, np.float32)
+                  if config.data.normalization == "zero_center" else None)
+    center = train.training_center(mean_image, tc)
     self._data = parallel.replicate(
         (data.images, data.labels, np.ones(num_classes, np.float32), center), self.mesh)
     self._step_fn = jax.jit(

@@ -26,7 +26,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from covseg_jax import models, parallel
+from covseg_jax import config_file, models, parallel
 from covseg_jax.data import preprocess
 from covseg_jax.errors import InputError
 
@@ -60,17 +60,6 @@ RESUMABLE_FIELDS = ("data.data_dir", "train.epochs", "train.steps_per_call",
 RESUMABLE_SECTIONS = ("checkpoint", "eval")
 
 
-def _flatten(tree, prefix=""):
-  """{'a.b': value} of a nested dict."""
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flatten(value, f"{prefix}{key}."))
-    else:
-      flat[f"{prefix}{key}"] = value
-  return flat
-
-
 def check_resumable(workdir, config):
   """InputError if `workdir` holds a run whose config.json differs from `config` in a field that
   shapes training (any but RESUMABLE_FIELDS and RESUMABLE_SECTIONS): resuming would mix two
@@ -78,8 +67,8 @@ def check_resumable(workdir, config):
   """
   if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
     return
-  saved = _flatten(load_config(workdir).to_dict())
-  given = _flatten(json.loads(config.to_json_best_effort()))
+  saved = config_file.flatten(load_config(workdir))
+  given = config_file.flatten(json.loads(config.to_json_best_effort()))  # Tuples as lists.
   for key in sorted(saved.keys() & given.keys()):
     if (saved[key] != given[key] and key not in RESUMABLE_FIELDS
         and key.split(".")[0] not in RESUMABLE_SECTIONS):

@@ -53,6 +53,18 @@ def load(config_arg, overrides=()):
   return flag_values.config
 
 
+def flatten(config, prefix=""):
+  """{'train.learning_rate': 0.001, ...}: the leaves of a config (or of any nested mapping)
+  under their dotted names."""
+  flat = {}
+  for key, value in config.items():
+    if hasattr(value, "items"):
+      flat.update(flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
 def _one_line(message):
   """ml_collections puts the config file's traceback into its error: keep the flag and the
   exception's own line."""

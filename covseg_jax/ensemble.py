@@ -38,7 +38,7 @@ from typing import Tuple
 import jax
 import jax.numpy as jnp
 
-from covseg_jax import checkpoint, evaluate, parallel
+from covseg_jax import checkpoint, config_file, evaluate, parallel
 from covseg_jax.errors import InputError
 from covseg_jax.sweep import describe_device
 
@@ -77,16 +77,12 @@ def member_paths(workdir):
   return [os.path.normpath(os.path.join(workdir, m)) for m in read_record(workdir)["members"]]
 
 
-def _data_difference(first, other, prefix="data"):
+def _data_difference(first, other):
   """The first 'field: a vs b' where two data configs differ, or None."""
-  for key in sorted(set(first) | set(other)):
-    a, b = first.get(key), other.get(key)
-    if isinstance(a, dict) and isinstance(b, dict):
-      found = _data_difference(a, b, f"{prefix}.{key}")
-      if found:
-        return found
-    elif a != b:
-      return f"{prefix}.{key}: {b!r} vs {a!r}"
+  first, other = config_file.flatten(first, "data."), config_file.flatten(other, "data.")
+  for key in sorted(first.keys() | other.keys()):
+    if first.get(key) != other.get(key):
+      return f"{key}: {other.get(key)!r} vs {first.get(key)!r}"
   return None
 
 

@@ -10,6 +10,8 @@ import time
 import jax
 import numpy as np
 
+from covseg_jax import config_file
+
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 
@@ -84,19 +86,9 @@ class MetricWriter:
 
 def hparams_from_config(config):
   """A flat {'train.learning_rate': 0.001, 'model.features': '(4, 8, 16)', ...} of a config."""
-  flat = {}
-
-  def visit(prefix, value):
-    if hasattr(value, "items"):
-      for key, item in value.items():
-        visit(f"{prefix}{key}.", item)
-    elif isinstance(value, (bool, int, float, str)):
-      flat[prefix[:-1]] = value
-    else:
-      flat[prefix[:-1]] = str(tuple(value) if isinstance(value, list) else value)
-
-  visit("", config)
-  return flat
+  return {key: value if isinstance(value, (bool, int, float, str))
+          else str(tuple(value) if isinstance(value, list) else value)
+          for key, value in config_file.flatten(config).items()}
 
 
 def _truncate_metrics(path, last_step):

@@ -121,14 +121,15 @@ def train_steps(state, images, labels, indices, step_rng, class_weights, center,
   return state, jax.tree.map(lambda m: m[-1], metrics)
 
 
-def training_center(dataset, train_config):
-  """train_step's `center` (S,S,1) float32: with train.center_after_augment, the mean image that
-  'zero_center' subtracted (scaled as the images), so the flip and shear act before centring
-  as in MATLAB, whose input layer centres the datastore's augmented images; else None (the
-  compiled step is then the same as without the argument, and so are its numbers)."""
-  if dataset.mean_image is None or not train_config.center_after_augment:
+def training_center(mean_image, train_config):
+  """train_step's `center` (S,S,1) float32: with train.center_after_augment, `mean_image` (S,S),
+  which 'zero_center' subtracted, scaled as the images, so the flip and shear act before
+  centring as in MATLAB, whose input layer centres the datastore's augmented images; else, or
+  without a mean image, None (the compiled step is then the same as without the argument, and
+  so are its numbers)."""
+  if mean_image is None or not train_config.center_after_augment:
     return None
-  return (dataset.mean_image[..., None] / preprocess.ZERO_CENTER_SCALE).astype(np.float32)
+  return (np.asarray(mean_image)[..., None] / preprocess.ZERO_CENTER_SCALE).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=2)
@@ -259,7 +260,7 @@ def train_and_evaluate(config, workdir):
   train_images = parallel.replicate(dataset.train.images, mesh)
   train_labels = parallel.replicate(dataset.train.labels, mesh)
   class_weights = parallel.replicate(dataset.class_weights, mesh)
-  center = parallel.replicate(training_center(dataset, tc), mesh)
+  center = parallel.replicate(training_center(dataset.mean_image, tc), mesh)
   step_fn = jax.jit(
       functools.partial(train_steps, train_config=tc, sharding=parallel.batch_sharding(mesh)),
       donate_argnums=0)

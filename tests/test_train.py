@@ -48,7 +48,7 @@ def make_step(config, dataset, mesh, optimizer=None):
   state = train.create_train_state(jax.random.key(0), model, config.data.image_size, optimizer)
   jitted = jax.jit(functools.partial(train.train_step, train_config=config.train,
                                      sharding=parallel.batch_sharding(mesh)))
-  center = parallel.replicate(train.training_center(dataset, config.train), mesh)
+  center = parallel.replicate(train.training_center(dataset.mean_image, config.train), mesh)
   step = lambda state, images, labels, indices, key, weights: jitted(
       state, images, labels, indices, key, weights, center)
   args = [parallel.replicate(x, mesh) for x in
@@ -67,9 +67,9 @@ def test_flips_and_shears_act_before_zero_centring(data_dir, center_after_augmen
   mean = dataset.mean_image[..., None] / preprocess.ZERO_CENTER_SCALE
   indices = np.arange(8)
   key = jax.random.key(5)
+  center = train.training_center(dataset.mean_image, config.train)
   images, labels = train.augmented_batch(dataset.train.images, dataset.train.labels, indices,
-                                         key, train.training_center(dataset, config.train),
-                                         config.train)
+                                         key, center, config.train)
   # The same flips and shears (the keys are the same) of the uncentred images.
   uncentred, expected_labels = train.augmented_batch(
       dataset.train.images + mean, dataset.train.labels, indices, key, np.zeros_like(mean),
