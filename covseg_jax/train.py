@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
+from flax import traverse_util
 from flax.training import train_state
 
 from covseg_jax import checkpoint, evaluate, losses, models, parallel, report, summaries
@@ -37,15 +38,23 @@ def create_learning_rate_fn(train_config, steps_per_epoch):
       staircase=True)
 
 
-def _not_bias(params):
-  return jax.tree_util.tree_map_with_path(
-      lambda path, _: getattr(path[-1], "key", None) != "bias", params)
+def l2_mask(params, batchnorm_offsets):
+  """True for each parameter L2 decays: every one but the convolution biases, and but the
+  BatchNorm offsets unless `batchnorm_offsets` (MATLAB's BiasL2Factor 0, OffsetL2Factor 1).
+  A BatchNorm's offset is the `bias` beside a `scale`."""
+  flat = traverse_util.flatten_dict(params)
+
+  def decayed(path):
+    return path[-1] != "bias" or (batchnorm_offsets and path[:-1] + ("scale",) in flat)
+
+  return traverse_util.unflatten_dict({path: decayed(path) for path in flat})
 
 
 def create_optimizer(train_config, learning_rate_fn):
-  """Adam with MATLAB-style L2 regularisation: l2 * w added to the gradient of non-bias weights."""
+  """Adam with MATLAB-style L2 regularisation: l2 * w added to the gradients (`l2_mask`)."""
+  mask = functools.partial(l2_mask, batchnorm_offsets=train_config.l2_batchnorm_offsets)
   return optax.chain(
-      optax.add_decayed_weights(train_config.l2, mask=_not_bias),
+      optax.add_decayed_weights(train_config.l2, mask=mask),
       optax.scale_by_adam(),
       optax.scale_by_learning_rate(learning_rate_fn))
 

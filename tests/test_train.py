@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import optax
 import pytest
+from flax import traverse_util
 
 from configs import lung_resnet, segnet_multi, unet_multi
 from covseg_jax import models, parallel, train
@@ -55,6 +56,32 @@ def make_step(config, dataset, mesh, optimizer=None):
           (dataset.train.images, dataset.train.labels, np.arange(8, dtype=np.int32))]
   weights = parallel.replicate(dataset.class_weights, mesh)
   return parallel.replicate(state, mesh), step, args, weights
+
+
+@pytest.mark.parametrize("batchnorm_offsets", [True, False])
+@pytest.mark.parametrize("family", [segnet_multi, unet_multi])
+def test_l2_decays_weights_and_optionally_batchnorm_offsets_never_conv_biases(
+    family, batchnorm_offsets):
+  """MATLAB's factors: weights and BN scales 1, BN offsets 1 (OffsetL2Factor), conv biases 0."""
+  config = family.get_config("cpu")
+  config.train.l2_batchnorm_offsets = batchnorm_offsets
+  model = models.get_model(config.model, 4)
+  shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
+                          np.zeros((1, 32, 32, 1), np.float32))["params"]
+  params = jax.tree.map(lambda p: np.ones(p.shape, p.dtype), shapes)
+  optimizer = train.create_optimizer(config.train, optax.constant_schedule(1.0))
+  updates, _ = optimizer.update(jax.tree.map(np.zeros_like, params), optimizer.init(params),
+                                params)
+  moved = {path: bool(np.any(u != 0)) for path, u in traverse_util.flatten_dict(updates).items()}
+  bn_offsets = [m for path, m in moved.items()
+                if path[-1] == "bias" and path[:-1] + ("scale",) in moved]
+  conv_biases = [m for path, m in moved.items()
+                 if path[-1] == "bias" and path[:-1] + ("kernel",) in moved]
+  others = [m for path, m in moved.items() if path[-1] != "bias"]
+  assert others and all(others)
+  assert conv_biases and not any(conv_biases)
+  assert bn_offsets == [batchnorm_offsets] * len(bn_offsets)
+  assert bool(bn_offsets) == (config.model.name == "segnet")
 
 
 @pytest.mark.parametrize("center_after_augment", [True, False])
