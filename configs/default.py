@@ -48,9 +48,10 @@ def get_config(arg=None):
   config.train.lr_drop_factor = 0.95  # Piecewise schedule: x0.95 ...
   config.train.lr_drop_every_epochs = 12  # ... every 12 epochs.
   config.train.l2 = 1e-4  # MATLAB L2Regularization: l2 * w added to the weights' gradients.
-  # Whether L2 also decays the BatchNorm offsets, as MATLAB's OffsetL2Factor 1 (and NiftyNet's
-  # BN regulariser) do; convolution biases never (BiasL2Factor 0).
-  config.train.l2_batchnorm_offsets = False
+  # L2 decays the BatchNorm offsets too, as MATLAB's OffsetL2Factor 1 (and NiftyNet's BN
+  # regulariser) do; convolution biases never (BiasL2Factor 0). False: the runs before 2026-11-24
+  # 19:00 UTC, which decayed neither.
+  config.train.l2_batchnorm_offsets = True
   config.train.loss = "weighted_ce"  # 'weighted_ce' (median-frequency), 'dice', 'weighted_ce+dice'.
   config.train.flip = True  # Random vertical (top-bottom) reflection.
   config.train.shear_degrees = 10.0  # Random X and Y shear in [-10, 10] degrees.

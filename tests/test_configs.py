@@ -81,4 +81,5 @@ def test_faithful_protocol_fields():
   assert config.train.l2 == 1e-4 and config.train.shear_degrees == 10.0
   assert config.data.normalization == "zero_center" and config.data.split == "paper"
   assert config.train.center_after_augment  # MATLAB's input layer centres augmented images.
+  assert config.train.l2_batchnorm_offsets  # MATLAB's OffsetL2Factor is 1.
   assert tuple(config.model.features) == (64, 128, 256)
