@@ -58,16 +58,22 @@ RESUMABLE_FIELDS = ("data.data_dir", "train.epochs", "train.steps_per_call",
                     "train.log_every_steps", "train.val_every_steps",
                     "train.image_summary_every_steps", "train.image_summary_slices")
 RESUMABLE_SECTIONS = ("checkpoint", "eval")
+# Fields added with a default that trains differently from the code before them: a config.json
+# without one was trained with the value here. Fields added with a default that trains as before
+# need no entry.
+TRAINED_BEFORE_FIELD = {"train.center_after_augment": False,  # 061e764, MATLAB's order.
+                        "train.l2_batchnorm_offsets": False}  # 36c6a07, MATLAB's OffsetL2Factor.
 
 
 def check_resumable(workdir, config):
   """InputError if `workdir` holds a run whose config.json differs from `config` in a field that
   shapes training (any but RESUMABLE_FIELDS and RESUMABLE_SECTIONS): resuming would mix two
-  experiments under one record. Fields only one of them has (a run from an older version) pass.
+  experiments under one record. A field the saved config lacks (a run from an older version)
+  counts as its TRAINED_BEFORE_FIELD value where it has one, and passes otherwise.
   """
   if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
     return
-  saved = config_file.flatten(load_config(workdir))
+  saved = {**TRAINED_BEFORE_FIELD, **config_file.flatten(load_config(workdir))}
   given = config_file.flatten(json.loads(config.to_json_best_effort()))  # Tuples as lists.
   for key in sorted(saved.keys() & given.keys()):
     if (saved[key] != given[key] and key not in RESUMABLE_FIELDS

@@ -1,6 +1,7 @@
 """Checkpoints: round trip, best kept apart, damaged-latest fallback, 8 to 1 devices, runs."""
 import functools
 import glob
+import json
 import logging
 import os
 import re
@@ -216,6 +217,23 @@ def test_a_run_resumes_only_with_a_config_that_trains_it_the_same_way(tmp_path, 
         f"{workdir}: holds a run with {shown}: give a new --workdir, or resume it with its own "
         "config")):
       checkpoint.check_resumable(workdir, other)
+
+
+def test_a_run_from_before_a_changed_default_resumes_only_with_the_old_value(tmp_path, config):
+  workdir = str(tmp_path / "run")
+  make_run(workdir, config, state=None, steps=[])
+  path = os.path.join(workdir, checkpoint.CONFIG_FILE)
+  with open(path, encoding="utf-8") as f:
+    saved = json.load(f)
+  del saved["train"]["center_after_augment"]  # As written before the field existed.
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(saved, f)
+  config.train.center_after_augment = True
+  with pytest.raises(InputError, match=re.escape(
+      "holds a run with train.center_after_augment=False, not True")):
+    checkpoint.check_resumable(workdir, config)
+  config.train.center_after_augment = False
+  checkpoint.check_resumable(workdir, config)
 
 
 def test_restore_run_input_errors(tmp_path, config, initial_state):
