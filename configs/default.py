@@ -52,7 +52,8 @@ def get_config(arg=None):
   # regulariser) do; convolution biases never (BiasL2Factor 0). False: the runs before 2026-11-24
   # 19:00 UTC, which decayed neither.
   config.train.l2_batchnorm_offsets = True
-  config.train.loss = "weighted_ce"  # 'weighted_ce' (median-frequency), 'dice', 'weighted_ce+dice'.
+  # 'weighted_ce' (median-frequency), 'dice', 'weighted_ce+dice', 'ce+dice' (unweighted CE).
+  config.train.loss = "weighted_ce"
   config.train.flip = True  # Random vertical (top-bottom) reflection.
   config.train.shear_degrees = 10.0  # Random X and Y shear in [-10, 10] degrees.
   config.train.rotation_degrees = 0.0  # Random rotation in [-r, r] degrees; not in the paper.

@@ -53,16 +53,22 @@ def soft_dice_loss(logits, labels, smooth=1e-5):
   return 1.0 - jnp.mean(dice)
 
 
-LOSSES = ("weighted_ce", "dice", "weighted_ce+dice")
+LOSSES = ("weighted_ce", "dice", "weighted_ce+dice", "ce+dice")
 
 
 def compute_loss(name, logits, labels, class_weights):
-  """The loss named by config.train.loss: 'weighted_ce', 'dice' or 'weighted_ce+dice'."""
+  """The loss named by config.train.loss: one of LOSSES.
+
+  'ce+dice' is the plain (unweighted) cross-entropy plus soft Dice: every class weight 1.
+  """
   if name == "weighted_ce":
     return weighted_cross_entropy(logits, labels, class_weights)
   if name == "dice":
     return soft_dice_loss(logits, labels)
   if name == "weighted_ce+dice":
     return (weighted_cross_entropy(logits, labels, class_weights)
+            + soft_dice_loss(logits, labels))
+  if name == "ce+dice":
+    return (weighted_cross_entropy(logits, labels, jnp.ones(logits.shape[-1]))
             + soft_dice_loss(logits, labels))
   raise ValueError(f"unknown loss {name!r}: use one of {LOSSES}")

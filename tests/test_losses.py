@@ -38,3 +38,14 @@ def test_soft_dice_loss_perfect_and_wrong():
 def test_unknown_loss_name():
   with pytest.raises(ValueError, match="unknown loss"):
     losses.compute_loss("focal", jnp.zeros((1, 2, 2, 2)), jnp.zeros((1, 2, 2), int), None)
+
+
+def test_ce_dice_is_weighted_ce_dice_with_unit_weights():
+  rng = np.random.default_rng(1)
+  logits = jnp.asarray(rng.normal(size=(2, 3, 3, 3)).astype(np.float32))
+  labels = jnp.asarray(rng.integers(0, 3, size=(2, 3, 3)))
+  skewed = np.array([0.2, 3.0, 9.0], np.float32)
+  got = losses.compute_loss("ce+dice", logits, labels, skewed)
+  expected = losses.compute_loss("weighted_ce+dice", logits, labels, np.ones(3, np.float32))
+  np.testing.assert_allclose(got, expected, rtol=1e-6)
+  assert got != pytest.approx(losses.compute_loss("weighted_ce+dice", logits, labels, skewed))
