@@ -288,5 +288,5 @@ def test_main_reports_a_bad_config_value_in_one_line(tmp_path):
   assert process.returncode == 2
   assert process.stderr.strip().splitlines()[-1] == (
       "error: config: train.loss='focal' is not one of ('weighted_ce', 'dice', "
-      "'weighted_ce+dice')")
+      "'weighted_ce+dice', 'ce+dice')")
   assert not (tmp_path / "run").exists()
