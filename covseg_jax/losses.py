@@ -65,10 +65,7 @@ def compute_loss(name, logits, labels, class_weights):
     return weighted_cross_entropy(logits, labels, class_weights)
   if name == "dice":
     return soft_dice_loss(logits, labels)
-  if name == "weighted_ce+dice":
-    return (weighted_cross_entropy(logits, labels, class_weights)
-            + soft_dice_loss(logits, labels))
-  if name == "ce+dice":
-    return (weighted_cross_entropy(logits, labels, jnp.ones(logits.shape[-1]))
-            + soft_dice_loss(logits, labels))
+  if name in ("weighted_ce+dice", "ce+dice"):
+    weights = class_weights if name == "weighted_ce+dice" else jnp.ones(logits.shape[-1])
+    return weighted_cross_entropy(logits, labels, weights) + soft_dice_loss(logits, labels)
   raise ValueError(f"unknown loss {name!r}: use one of {LOSSES}")
