@@ -220,6 +220,16 @@ def run_sweep(runs, overrides, sweep_command, dry_run=False):
   return failed, False
 
 
+def parse_known_args_and_overrides(parser, argv):
+  """(options, overrides): the parser's options and the --config.FIELD=VALUE arguments; any
+  other argument is a usage error (exit status 2)."""
+  options, overrides = parser.parse_known_args(argv)
+  bad = [a for a in overrides if not (a.startswith("--config.") and "=" in a)]
+  if bad:
+    parser.error(f"unrecognised arguments {bad}: overrides take the form --config.FIELD=VALUE")
+  return options, overrides
+
+
 def parse_args(argv):
   """(options, overrides): overrides are the --config.FIELD=VALUE arguments."""
   parser = argparse.ArgumentParser(
@@ -239,10 +249,7 @@ def parse_args(argv):
                            "all slices) or 'paper_kfold' (every fold tested on the paper's test "
                            "slices; folds of the other 82, to ensemble)")
   parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
-  options, overrides = parser.parse_known_args(argv)
-  bad = [a for a in overrides if not (a.startswith("--config.") and "=" in a)]
-  if bad:
-    parser.error(f"unrecognised arguments {bad}: overrides take the form --config.FIELD=VALUE")
+  options, overrides = parse_known_args_and_overrides(parser, argv)
   if options.folds == 1 or options.folds < 0:
     parser.error("--folds must be 0 (the paper's split) or at least 2")
   if options.fold_split != "kfold" and not options.folds:
