@@ -88,6 +88,10 @@ def get_config(arg=None):
   # Lung task: fill the enclosed holes of each predicted lung slice (lesions the network left
   # out of the lung), in the final evaluation and in predict. Validation during training is plain.
   config.eval.fill_holes = False
+  # Two-class tasks (binary, lung): a pixel is foreground (infected, lung) when its softmax, after
+  # any test-time flips, exceeds this, in the final evaluation and in predict. 0.5 is the argmax;
+  # a higher value undoes some of the weighted loss's pull towards the rare class.
+  config.eval.foreground_threshold = 0.5
   return apply_variants(config, arg, SEGNET_GRID)
 
 

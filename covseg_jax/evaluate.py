@@ -1,7 +1,8 @@
 """Evaluation: predict a split with a trained model, compute the papers' metrics, write the report.
 
   python -m covseg_jax.main --workdir=runs/segnet_multi --mode=evaluate \
-      [--checkpoint=best|last|STEP] [--split=test|val] [--tta_flip] [--fill_holes]
+      [--checkpoint=best|last|STEP] [--split=test|val] [--tta_flip] [--fill_holes] \
+      [--foreground_threshold=T]
 
 Training ends with the same evaluation (`evaluate_and_report`), so every trained run has its
 report; `evaluate_run` repeats it from the run directory alone.
@@ -18,7 +19,7 @@ from absl import logging
 from scipy import ndimage
 
 from covseg_jax import checkpoint, losses, metrics, parallel, report
-from covseg_jax.data import pipeline
+from covseg_jax.data import pipeline, preprocess
 from covseg_jax.errors import InputError
 
 # Pooled class-level metrics of the paper's Tables 4 and 6, plus precision and Jaccard.
@@ -43,6 +44,26 @@ def predict_logits(apply_fn, variables, images, tta_flip=False):
   return jnp.log((plain + mirrored[:, ::-1]) / 2)
 
 
+def labels_from_logits(logits, foreground_threshold=0.5):
+  """Class labels (...) int32 of logits (..., C): the argmax, or for two classes with a
+  threshold other than 0.5, 1 where the softmax of class 1 exceeds it."""
+  if foreground_threshold == 0.5:  # The argmax itself, bit for bit.
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  if logits.shape[-1] != 2:
+    raise ValueError(f"a foreground threshold needs two classes, not {logits.shape[-1]}")
+  return (jax.nn.softmax(logits, axis=-1)[..., 1] > foreground_threshold).astype(jnp.int32)
+
+
+def threshold_problem(foreground_threshold, task):
+  """Why `foreground_threshold` does not suit a run of `task`, or None."""
+  if not 0 < foreground_threshold < 1:
+    return f"eval.foreground_threshold={foreground_threshold} must be in (0, 1)"
+  if foreground_threshold != 0.5 and preprocess.num_classes(task) != 2:
+    return (f"eval.foreground_threshold={foreground_threshold} is for the two-class tasks "
+            f"(binary, lung), not data.task={task!r}")
+  return None
+
+
 def fill_lung_holes(predictions):
   """Lung masks (..., H, W) with the enclosed holes of each slice's class 1 filled.
 
@@ -55,12 +76,14 @@ def fill_lung_holes(predictions):
   return np.where(filled.reshape(predictions.shape), 1, predictions).astype(predictions.dtype)
 
 
-def eval_step(variables, images, labels, class_weights, *, apply_fn, loss_name, tta_flip=False):
-  """Predictions (B,S,S) int32 and per-image losses (B,) for a batch (predict_logits)."""
+def eval_step(variables, images, labels, class_weights, *, apply_fn, loss_name, tta_flip=False,
+              foreground_threshold=0.5):
+  """Predictions (B,S,S) int32 (labels_from_logits) and per-image losses (B,) for a batch
+  (predict_logits)."""
   logits = predict_logits(apply_fn, variables, images, tta_flip)
   per_image_loss = jax.vmap(
       lambda l, y: losses.compute_loss(loss_name, l[None], y[None], class_weights))(logits, labels)
-  return jnp.argmax(logits, axis=-1).astype(jnp.int32), per_image_loss
+  return labels_from_logits(logits, foreground_threshold), per_image_loss
 
 
 class Evaluator:
@@ -68,19 +91,22 @@ class Evaluator:
 
   Each process puts only its rows of a batch on its devices (parallel.process_batch_rows);
   every process gets the whole batch's predictions back. tta_flip: as in predict_logits;
-  fill_holes: the predictions pass through `fill_lung_holes` (lung task).
+  foreground_threshold: as in labels_from_logits; fill_holes: the predictions pass through
+  `fill_lung_holes` (lung task).
   """
 
   def __init__(self, mesh, apply_fn, loss_name, class_weights, batch_size, tta_flip=False,
-               fill_holes=False):
+               fill_holes=False, foreground_threshold=0.5):
     num_devices = mesh.devices.size
     self.batch_size = -(-batch_size // num_devices) * num_devices  # Round up to the mesh.
     self.mesh, self.tta_flip, self.fill_holes = mesh, bool(tta_flip), bool(fill_holes)
+    self.foreground_threshold = float(foreground_threshold)
     self.rows = parallel.process_batch_rows(self.batch_size, mesh)
     self.class_weights = parallel.replicate(np.asarray(class_weights), mesh)
     replicated = parallel.replicated_sharding(mesh)
     self._step = jax.jit(functools.partial(eval_step, apply_fn=apply_fn, loss_name=loss_name,
-                                           tta_flip=tta_flip),
+                                           tta_flip=tta_flip,
+                                           foreground_threshold=self.foreground_threshold),
                          out_shardings=(replicated, replicated))
 
   def __call__(self, variables, split):
@@ -178,13 +204,14 @@ def evaluate_and_report(workdir, config, split, evaluator, variables, *, split_n
                         checkpoint_name, step, task, class_names):
   """Predicts `split`, writes <workdir>/<split>_metrics.json and <workdir>/report/; returns results.
 
-  checkpoint_name: 'best', 'last' or the step, recorded with the results (and whether the
-  evaluator used test-time flips and filled holes).
+  checkpoint_name: 'best', 'last' or the step, recorded with the results (and the evaluator's
+  test-time flips, hole filling and foreground threshold).
   """
   predictions, image_losses = evaluator(variables, split)
   results = compute_results(split, predictions, image_losses, task, class_names)
   results.update({"split": split_name, "checkpoint": str(checkpoint_name), "step": int(step),
-                  "tta_flip": evaluator.tta_flip, "fill_holes": evaluator.fill_holes})
+                  "tta_flip": evaluator.tta_flip, "fill_holes": evaluator.fill_holes,
+                  "foreground_threshold": evaluator.foreground_threshold})
   if jax.process_index() == 0:
     path = os.path.join(workdir, f"{split_name}_metrics.json")
     with open(path, "w", encoding="utf-8") as f:
@@ -198,7 +225,8 @@ def evaluate_and_report(workdir, config, split, evaluator, variables, *, split_n
   return results
 
 
-def evaluate_run(workdir, which=None, splits=None, mesh=None, tta_flip=None, fill_holes=None):
+def evaluate_run(workdir, which=None, splits=None, mesh=None, tta_flip=None, fill_holes=None,
+                 foreground_threshold=None):
   """Restores a run from `workdir` alone, evaluates splits and writes their reports.
 
   Args:
@@ -210,6 +238,8 @@ def evaluate_run(workdir, which=None, splits=None, mesh=None, tta_flip=None, fil
     tta_flip: test-time flips (predict_logits); None takes the run's eval.tta_flip.
     fill_holes: fill the predicted lungs' holes (`fill_lung_holes`); None takes the run's
       eval.fill_holes. Lung runs only.
+    foreground_threshold: labels_from_logits' threshold; None takes the run's
+      eval.foreground_threshold (0.5 for runs from before it existed). Two-class runs only.
 
   Returns:
     {split: the results dict (see `compute_results`)}, each also written to
@@ -224,11 +254,16 @@ def evaluate_run(workdir, which=None, splits=None, mesh=None, tta_flip=None, fil
   fill_holes = config.eval.get("fill_holes", False) if fill_holes is None else fill_holes
   if fill_holes and config.data.task != "lung":
     raise InputError(f"{workdir}: a {config.data.task!r} run; hole filling is for lung runs")
+  if foreground_threshold is None:
+    foreground_threshold = config.eval.get("foreground_threshold", 0.5)
+  problem = threshold_problem(foreground_threshold, config.data.task)
+  if problem:
+    raise InputError(f"{workdir}: {problem}")
   mesh = parallel.create_mesh() if mesh is None else mesh
   run = checkpoint.restore_run(workdir, which, mesh)
   dataset = pipeline.load_dataset(run.config.data)
   evaluator = Evaluator(mesh, run.model.apply, run.config.train.loss, dataset.class_weights,
-                        run.config.eval.batch_size, tta_flip, fill_holes)
+                        run.config.eval.batch_size, tta_flip, fill_holes, foreground_threshold)
   return {split_name: evaluate_and_report(
               workdir, run.config, dataset.split(split_name), evaluator, run.variables,
               split_name=split_name, checkpoint_name=which, step=run.step, task=run.task,

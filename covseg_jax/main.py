@@ -2,7 +2,7 @@
 
   python -m covseg_jax.main --config=configs/segnet_multi.py --workdir=runs/x
   python -m covseg_jax.main --workdir=runs/x --mode=evaluate [--checkpoint=best] [--split=val] \
-      [--tta_flip] [--fill_holes]
+      [--tta_flip] [--fill_holes] [--foreground_threshold=T]
 
 Training resumes from the latest good checkpoint in --workdir. Evaluation needs only the workdir.
 Bad input (a bad flag, config file, variant or --config.FIELD=VALUE override, missing data, bad
@@ -35,6 +35,9 @@ flags.DEFINE_bool("tta_flip", None, "evaluate: average each prediction with that
                   "top-bottom mirrored image (default: the run's eval.tta_flip).")
 flags.DEFINE_bool("fill_holes", None, "evaluate, lung runs: fill the enclosed holes of each "
                   "predicted lung slice (default: the run's eval.fill_holes).")
+flags.DEFINE_float("foreground_threshold", None, "evaluate, binary and lung runs: label a pixel "
+                   "foreground when its softmax exceeds this (0.5: the argmax; default: the "
+                   "run's eval.foreground_threshold).")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -76,7 +79,8 @@ def main(argv):
         logging.warning("--config is ignored in evaluate mode: the run's config.json is used")
       evaluate.evaluate_run(FLAGS.workdir, which=which,
                             splits=None if FLAGS.split is None else [FLAGS.split],
-                            tta_flip=FLAGS.tta_flip, fill_holes=FLAGS.fill_holes)
+                            tta_flip=FLAGS.tta_flip, fill_holes=FLAGS.fill_holes,
+                            foreground_threshold=FLAGS.foreground_threshold)
   except InputError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -279,17 +279,17 @@ def masked_lung(scan):
   return (scan.slices != background).astype(np.uint8)
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'size', 'tta_flip'))
-def forward(model, variables, images, size, tta_flip=False):
+@functools.partial(jax.jit, static_argnames=('model', 'size', 'tta_flip', 'foreground_threshold'))
+def forward(model, variables, images, size, tta_flip=False, foreground_threshold=0.5):
   """Class labels (B, *size) uint8: logits (evaluate.predict_logits) resized (linear) to `size`,
-  then argmax.
+  then labelled (evaluate.labels_from_logits: the argmax, or the foreground threshold).
 
   Compiled once per model, batch shape and output size (flax modules hash by their fields).
   """
   logits = evaluate.predict_logits(model.apply, variables, images, tta_flip)
   if logits.shape[1:3] != size:
     logits = jax.image.resize(logits, (logits.shape[0], *size, logits.shape[-1]), 'linear')
-  return jnp.argmax(logits, axis=-1).astype(jnp.uint8)
+  return evaluate.labels_from_logits(logits, foreground_threshold).astype(jnp.uint8)
 
 
 class Progress:
@@ -341,6 +341,7 @@ class Model:
     self._model = run.model
     self.tta_flip = bool(run.config.eval.get('tta_flip', False))
     self.fill_holes = bool(run.config.eval.get('fill_holes', False))
+    self.foreground_threshold = float(run.config.eval.get('foreground_threshold', 0.5))
     # An ensemble directory's members, relative to it (covseg_jax.ensemble); [] for one run.
     self.members = list(run.config.get('ensemble', {}).get('members', []))
     self._variables = jax.device_put(run.variables, jax.devices()[0])
@@ -382,7 +383,7 @@ class Model:
     described = {'run': self.source, 'checkpoint': self.checkpoint, 'step': self.step,
                  'task': self.task, 'normalization': self.method,
                  'image_size': self.image_size, 'tta_flip': self.tta_flip,
-                 'fill_holes': self.fill_holes}
+                 'fill_holes': self.fill_holes, 'foreground_threshold': self.foreground_threshold}
     if self.members:
       described['ensemble_members'] = self.members
     return described
@@ -396,7 +397,8 @@ class Model:
     pad = batch - len(images)
     if pad:
       images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
-    return forward(self._model, self._variables, images, size=size, tta_flip=self.tta_flip)
+    return forward(self._model, self._variables, images, size=size, tta_flip=self.tta_flip,
+                   foreground_threshold=self.foreground_threshold)
 
   def segment(self, images, lung=None, progress=None):
     """Labels (Z, H, W) uint8 of 8-bit scaled slices (Z, H, W), holes filled if the run's

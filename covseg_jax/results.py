@@ -320,6 +320,10 @@ def _evaluated_with(test):
   what = f"the {name} checkpoint" if name in ("last", "best") else f"the step {name} checkpoint"
   steps = [step for key, step in (("tta_flip", "flip TTA"), ("fill_holes", "hole filling"))
            if test.get(key)]
+  if test.get("foreground_threshold", 0.5) != 0.5:
+    steps.append(f"foreground threshold {test['foreground_threshold']:g}")
+  if len(steps) > 2:
+    steps = [", ".join(steps[:-1]), steps[-1]]
   return what + (f" with {' and '.join(steps)}" if steps else "")
 
 
@@ -340,6 +344,8 @@ def describe_family(run):
     details.append("flip TTA")
   if run.config.get("eval", {}).get("fill_holes"):
     details.append("hole filling")
+  if run.config.get("eval", {}).get("foreground_threshold", 0.5) != 0.5:
+    details.append(f"foreground threshold {run.config['eval']['foreground_threshold']:g}")
   if "ensemble" in run.config:
     details.append(f"ensembles of {len(run.config['ensemble']['members'])} runs")
   return f"{MODEL_NAMES.get(model['name'], model['name'])}, {task_name} ({', '.join(details)})"

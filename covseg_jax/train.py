@@ -212,6 +212,9 @@ def check_config(config, mesh):
   for ok, problem in checks:
     if not ok:
       raise InputError(f"config: {problem}")
+  problem = evaluate.threshold_problem(config.eval.foreground_threshold, data.task)
+  if problem:
+    raise InputError(f"config: {problem}")
   try:
     parallel.check_batch_size(tc.batch_size, mesh)
     checkpoint.parse_which(config.eval.checkpoint)
@@ -339,10 +342,11 @@ def train_and_evaluate(config, workdir):
   else:
     run = checkpoint.restore_run(workdir, final_checkpoint, mesh)
     variables, step = run.variables, run.step
-  if config.eval.tta_flip or config.eval.fill_holes:
+  if config.eval.tta_flip or config.eval.fill_holes or config.eval.foreground_threshold != 0.5:
     evaluator = evaluate.Evaluator(mesh, model.apply, tc.loss, dataset.class_weights,
                                    config.eval.batch_size, tta_flip=config.eval.tta_flip,
-                                   fill_holes=config.eval.fill_holes)
+                                   fill_holes=config.eval.fill_holes,
+                                   foreground_threshold=config.eval.foreground_threshold)
   results = evaluate.evaluate_and_report(
       workdir, config, dataset.split(config.eval.split), evaluator, variables,
       split_name=config.eval.split, checkpoint_name=final_checkpoint, step=step,

@@ -161,6 +161,59 @@ def test_evaluation_with_flip_tta(trained_run, tmp_path):
     assert json.load(f)["tta_flip"] is True
 
 
+def test_labels_from_logits_is_the_argmax_at_one_half_and_thresholds_the_softmax_otherwise():
+  logits = jnp.asarray(np.random.default_rng(0).standard_normal((3, 8, 8, 2)), jnp.float32)
+  logits = logits.at[0, 0, 0].set(jnp.array([0.25, 0.25]))  # A tie: the argmax takes class 0.
+  np.testing.assert_array_equal(evaluate.labels_from_logits(logits), jnp.argmax(logits, -1))
+  foreground = np.asarray(jax.nn.softmax(logits, -1)[..., 1])
+  for threshold in (0.2, 0.85):
+    labels = np.asarray(evaluate.labels_from_logits(logits, threshold))
+    np.testing.assert_array_equal(labels, (foreground > threshold).astype(np.int32))
+  assert 0 < np.asarray(evaluate.labels_from_logits(logits, 0.85)).sum() < (foreground > 0.5).sum()
+  with pytest.raises(ValueError, match="needs two classes, not 4"):
+    evaluate.labels_from_logits(jnp.zeros((1, 4)), 0.8)
+
+
+@pytest.mark.parametrize("threshold, task, problem", [
+    (0.5, "multi", None), (0.8, "binary", None), (0.3, "lung", None),
+    (0.8, "multi", "eval.foreground_threshold=0.8 is for the two-class tasks (binary, lung), "
+                   "not data.task='multi'"),
+    (1.0, "binary", "eval.foreground_threshold=1.0 must be in (0, 1)")])
+def test_threshold_problem(threshold, task, problem):
+  assert evaluate.threshold_problem(threshold, task) == problem
+
+
+def test_foreground_threshold_is_refused_for_a_multi_class_run(trained_run):
+  workdir, _, _ = trained_run
+  with pytest.raises(InputError, match="is for the two-class tasks"):
+    evaluate.evaluate_run(workdir, splits=["test"], foreground_threshold=0.8)
+
+
+def test_evaluator_thresholds_the_foreground_and_records_it(tmp_path):
+  """Evaluator(foreground_threshold=t) labels foreground where the softmax exceeds t; the
+  losses stay those of the logits. The 'model' gives logits (0, x): softmax sigmoid(x)."""
+  def apply_fn(variables, images, train=False):
+    del variables, train
+    return jnp.concatenate([jnp.zeros_like(images), images], axis=-1)
+
+  x = np.linspace(-3, 3, 3 * 16 * 16, dtype=np.float32).reshape(3, 16, 16)
+  labels = (x > 1).astype(np.int32)
+  split = pipeline.SplitArrays(images=x[..., None], labels=labels, lung=np.ones_like(x, np.uint8),
+                               raw=x, slice_numbers=np.arange(1, 4))
+  mesh = parallel.create_mesh()
+  plain, plain_losses = evaluate.Evaluator(mesh, apply_fn, "dice", np.ones(2), 2)(None, split)
+  evaluator = evaluate.Evaluator(mesh, apply_fn, "dice", np.ones(2), 2, foreground_threshold=0.8)
+  high, losses = evaluator(None, split)
+  np.testing.assert_array_equal(plain, (x > 0).astype(np.int32))
+  np.testing.assert_array_equal(high, (jax.nn.sigmoid(x) > 0.8).astype(np.int32))
+  np.testing.assert_array_equal(losses, plain_losses)
+  results = evaluate.evaluate_and_report(
+      str(tmp_path), segnet_multi.get_config("cpu"), split, evaluator, None, split_name="test",
+      checkpoint_name="last", step=1, task="binary", class_names=("not infected", "infected"))
+  with open(tmp_path / "test_metrics.json") as f:
+    assert json.load(f)["foreground_threshold"] == results["foreground_threshold"] == 0.8
+
+
 def test_hole_filling_is_refused_for_an_infection_run(trained_run):
   workdir, _, _ = trained_run
   with pytest.raises(InputError, match="a 'multi' run; hole filling is for lung runs"):

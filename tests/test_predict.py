@@ -819,13 +819,14 @@ def test_cli_bad_input_in_a_subprocess(tmp_path, trained):
   assert not (tmp_path / 'out').exists()
 
 
-def models_with_and_without(run, role, field):
-  """predict.Models of `run` with config.eval.<field> on and off (both say so in describe())."""
+def models_with_and_without(run, role, field, value=True):
+  """predict.Models of `run` with config.eval.<field> set to `value` and as it is (both say so
+  in describe())."""
   config = run.config.copy_and_resolve_references()
-  config.eval[field] = True
+  config.eval[field] = value
   model = predict.Model(dataclasses.replace(run, config=config), role, 'runs/x', batch_size=2)
   plain = predict.Model(run, role, 'runs/x', batch_size=2)
-  assert model.describe()[field] is True and plain.describe()[field] is False
+  assert model.describe()[field] == value and plain.describe()[field] == run.config.eval[field]
   return model, plain
 
 
@@ -849,6 +850,23 @@ def test_hole_filling_from_the_run_config():
   np.testing.assert_array_equal(plain.segment(rings), expected)
   expected[:, 15:25, 15:25] = 1
   np.testing.assert_array_equal(model.segment(rings), expected)
+
+
+def test_foreground_threshold_from_the_run_config():
+  """A lung run with eval.foreground_threshold t labels lung where its softmax exceeds t: for
+  Brighter's logits, where the min-max normalised input exceeds 0.5 + log(t / (1 - t)) / 2."""
+  run = dataclasses.replace(fake_run(lung_resnet, method='minmax'), model=Brighter(),
+                            variables={})
+  model, plain = models_with_and_without(run, 'lung', 'foreground_threshold', 0.6)
+  ramp = np.tile(np.linspace(0, 255, 40).astype(np.uint8), (2, 40, 1))
+  normalised = ramp / 255.0
+  edge = 0.5 + np.log(0.6 / 0.4) / 2  # 0.70
+  away = np.abs(normalised - edge) > 0.03  # Resizing blurs the edge itself.
+  labels = model.segment(ramp)
+  np.testing.assert_array_equal(labels[away], (normalised > edge)[away])
+  np.testing.assert_array_equal(plain.segment(ramp)[np.abs(normalised - 0.5) > 0.03],
+                                (normalised > 0.5)[np.abs(normalised - 0.5) > 0.03])
+  assert 0 < labels.sum() < plain.segment(ramp).sum()
 
 
 def test_flip_tta_from_the_run_config():

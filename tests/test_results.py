@@ -113,14 +113,15 @@ def test_tables_are_labelled_with_their_scale_and_provenance(multi_sweep, tmp_pa
             epochs=160, width=16, val=[(0.9, 0.2)], dice=(0.99, 0.74))
   write_run(full / "unet_narrow" / "exp5", model="unet", task="binary", image_size=256,
             epochs=160, width=16, val=[(0.8, 0.2)], dice=(0.99, 0.74),
-            extra={"checkpoint": "best", "tta_flip": True, "fill_holes": True})
+            extra={"checkpoint": "best", "tta_flip": True, "fill_holes": True,
+                   "foreground_threshold": 0.85})
   text = results.collect(str(full), str(tmp_path / "out_full"))
   assert "reduced" not in text.split("## unet_binary")[1].split("## unet_narrow")[0]
   assert "(Table 3), full protocol: 256x256, 160 epochs" in text
   assert "(Table 3), reduced: 256x256, 160 epochs, width 16/64" in text
   assert "not made by covseg_jax.sweep" in text
-  assert ("- Test metrics from the last checkpoint (1 run); the best checkpoint with flip TTA "
-          "and hole filling (1 run).") in text
+  assert ("- Test metrics from the last checkpoint (1 run); the best checkpoint with flip TTA, "
+          "hole filling and foreground threshold 0.85 (1 run).") in text
   rows = read_csv(tmp_path / "out_full" / "class_metrics.csv")
   assert [(r["source"], float(r["dice"])) for r in rows if r["group"] == "unet_binary"] == [
       ("this run: unet_binary/exp4", 0.74), ("paper: exp 4", 0.734)]
@@ -227,3 +228,5 @@ def test_family_heading_names_the_training_changes():
   assert "rotation" not in results.describe_family(run)
   config["eval"]["fill_holes"] = True
   assert results.describe_family(run).endswith("flip TTA, hole filling)")
+  config["eval"]["foreground_threshold"] = 0.85
+  assert results.describe_family(run).endswith("hole filling, foreground threshold 0.85)")

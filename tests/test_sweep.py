@@ -59,10 +59,11 @@ def test_fold_split_needs_folds(capsys):
   assert "--fold_split=paper_kfold needs --folds" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("family, augmentation", [
-    ("segnet_multi", (15.0, 0.15)), ("segnet_binary", (0.0, 0.0))])
+@pytest.mark.parametrize("family, augmentation, threshold", [
+    ("segnet_multi", (15.0, 0.15), 0.5), ("segnet_binary", (0.0, 0.0), 0.8)])
 def test_improved_config_differs_from_the_paper_only_in_the_adopted_changes(in_repo, family,
-                                                                           augmentation):
+                                                                           augmentation,
+                                                                           threshold):
   for variant in ("", ":cpu,exp3"):
     paper = config_file.load(f"configs/{family}.py{variant}").to_dict()
     improved = config_file.load(f"configs/{family}_improved.py{variant}").to_dict()
@@ -71,6 +72,8 @@ def test_improved_config_differs_from_the_paper_only_in_the_adopted_changes(in_r
     assert (paper["eval"].pop("tta_flip"), improved["eval"].pop("tta_flip")) == (False, True)
     for field, value in zip(("rotation_degrees", "scale_range"), augmentation):
       assert (paper["train"].pop(field), improved["train"].pop(field)) == (0.0, value)
+    assert (paper["eval"].pop("foreground_threshold"),
+            improved["eval"].pop("foreground_threshold")) == (0.5, threshold)
     assert improved == paper
 
 
