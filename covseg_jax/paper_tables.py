@@ -50,7 +50,6 @@ import time
 from covseg_jax import sweep as sweep_lib
 from covseg_jax.errors import PREEMPTED_EXIT_STATUS
 
-FINISHED_FILE = "test_metrics.json"  # What a finished run or ensemble has written.
 # Left out of runs.tar.gz: the arrays and images, which the tables do not need.
 NOT_PACKED = ("checkpoints", "checkpoints_best", "tensorboard", "figures", "normalization.npz")
 
@@ -126,10 +125,6 @@ def sweep_command(sweep, root, variant, overrides):
   return command + list(sweep.overrides) + list(overrides)
 
 
-def is_finished(workdir):
-  return os.path.isfile(os.path.join(workdir, FINISHED_FILE))
-
-
 class Lanes:
   """Runs each lane's commands in order, in a thread of its own, until a time budget ends."""
 
@@ -180,13 +175,18 @@ class Lanes:
     return stopped
 
 
-def make_ensembles(root, env):
+def is_finished(workdir, overrides=()):
+  """Whether a run (or ensemble) has written the metrics a sweep counts as finished."""
+  return os.path.isfile(sweep_lib.metrics_path(workdir, overrides))
+
+
+def make_ensembles(root, env, overrides=()):
   """The ENSEMBLES whose members have all finished; returns the failed ones' names."""
   failed = []
   for name, members in ENSEMBLES.items():
     out = os.path.join(root, name)
     member_dirs = [os.path.join(root, m) for m in members]
-    if is_finished(out) or not all(map(is_finished, member_dirs)):
+    if is_finished(out, overrides) or not all(is_finished(m, overrides) for m in member_dirs):
       continue
     command = [sys.executable, "-m", "covseg_jax.ensemble", f"--members={','.join(member_dirs)}",
                f"--out={out}"]
@@ -196,9 +196,9 @@ def make_ensembles(root, env):
   return failed
 
 
-def finished_runs(root):
+def finished_runs(root, overrides=()):
   """The directories under `root` of the finished runs and ensembles, sorted."""
-  return sorted(path for path, _, files in os.walk(root) if FINISHED_FILE in files)
+  return sorted(path for path, _, _ in os.walk(root) if is_finished(path, overrides))
 
 
 def pack_records(root, runs, path):
@@ -271,8 +271,8 @@ def main(argv):
   runner = Lanes(commands, env)
   stopped = runner.run(options.budget_s)
   failed = [f"sweep of lane {name}: {command}" for name, command in runner.failed]
-  failed += [f"ensemble {name}" for name in make_ensembles(options.root, env)]
-  runs = finished_runs(options.root)
+  failed += [f"ensemble {name}" for name in make_ensembles(options.root, env, overrides)]
+  runs = finished_runs(options.root, overrides)
   if runs:
     command = [sys.executable, "-m", "covseg_jax.results", options.root,
                f"--out={os.path.join(options.out, 'results')}"]
