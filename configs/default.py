@@ -92,6 +92,11 @@ def get_config(arg=None):
   # any test-time flips, exceeds this, in the final evaluation and in predict. 0.5 is the argmax;
   # a higher value undoes some of the weighted loss's pull towards the rare class.
   config.eval.foreground_threshold = 0.5
+  # Multi-class task: label each pixel with the argmax of its logits (after any test-time flips)
+  # plus these offsets, one per class, in the final evaluation and in predict: adding log w to a
+  # class's logit weighs its softmax by w. () is the argmax. `python -m covseg_jax.threshold`
+  # chooses them on validation slices.
+  config.eval.logit_offsets = ()
   return apply_variants(config, arg, SEGNET_GRID)
 
 

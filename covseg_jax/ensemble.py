@@ -10,14 +10,15 @@ and losses may differ. The one exception is an ensemble over folds: runs of data
 centred on the same mean image; their members were trained and validated on different slices, so
 such an ensemble is evaluated on the test split only. A slice's prediction is the argmax of the
 mean over the members of their softmax (with test-time flips, of each member's flip-averaged
-softmax), or for two classes that mean against the first member's eval.foreground_threshold.
+softmax), or for two classes that mean against the first member's eval.foreground_threshold
+(with the first member's eval.logit_offsets, the argmax of its log plus the offsets).
 
 The command writes an ensemble directory, which the rest of the project reads like a training
 run's: ensemble.json (the members, as paths relative to it, their checkpoint, the command, device
-and date), config.json (the first member's config, eval.fill_holes and
-eval.foreground_threshold included, with `ensemble.members` and the ensemble's eval.checkpoint
-and eval.tta_flip) and normalization.npz (the first member's), then evaluates each split (default: val and test; test for an ensemble
-over folds) as `python -m covseg_jax.main --mode=evaluate` would (<split>_metrics.json and
+and date), config.json (the first member's config, eval.fill_holes, eval.foreground_threshold
+and eval.logit_offsets included, with `ensemble.members` and the ensemble's eval.checkpoint and
+eval.tta_flip) and normalization.npz (the first member's), then evaluates each split (default:
+val and test; test for an ensemble over folds) as `python -m covseg_jax.main --mode=evaluate` would (<split>_metrics.json and
 report/).
 `covseg_jax.main --mode=evaluate`, `covseg_jax.predict` and `covseg_jax.results` take the
 directory as they take a run's. Per-image losses use the first member's loss on the log of the

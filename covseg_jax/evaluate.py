@@ -44,9 +44,14 @@ def predict_logits(apply_fn, variables, images, tta_flip=False):
   return jnp.log((plain + mirrored[:, ::-1]) / 2)
 
 
-def labels_from_logits(logits, foreground_threshold=0.5):
-  """Class labels (...) int32 of logits (..., C): the argmax, or for two classes with a
-  threshold other than 0.5, 1 where the softmax of class 1 exceeds it."""
+def labels_from_logits(logits, foreground_threshold=0.5, logit_offsets=()):
+  """Class labels (...) int32 of logits (..., C): the argmax; for two classes with a threshold
+  other than 0.5, 1 where the softmax of class 1 exceeds it; with logit_offsets (C floats), the
+  argmax of logits + offsets, i.e. of the log-softmax with each class's log-prior shifted."""
+  if len(logit_offsets):
+    if len(logit_offsets) != logits.shape[-1]:
+      raise ValueError(f"{len(logit_offsets)} logit offsets for {logits.shape[-1]} classes")
+    return jnp.argmax(logits + jnp.asarray(logit_offsets, logits.dtype), axis=-1).astype(jnp.int32)
   if foreground_threshold == 0.5:  # The argmax itself, bit for bit.
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
   if logits.shape[-1] != 2:
@@ -54,13 +59,23 @@ def labels_from_logits(logits, foreground_threshold=0.5):
   return (jax.nn.softmax(logits, axis=-1)[..., 1] > foreground_threshold).astype(jnp.int32)
 
 
-def threshold_problem(foreground_threshold, task):
-  """Why `foreground_threshold` does not suit a run of `task`, or None."""
+def decision_problem(foreground_threshold, logit_offsets, task):
+  """Why eval.foreground_threshold or eval.logit_offsets does not suit a run of `task`, or None.
+
+  The threshold is the two-class tasks' decision rule, the offsets the multi-class task's."""
+  classes = preprocess.num_classes(task)
   if not 0 < foreground_threshold < 1:
     return f"eval.foreground_threshold={foreground_threshold} must be in (0, 1)"
-  if foreground_threshold != 0.5 and preprocess.num_classes(task) != 2:
+  if foreground_threshold != 0.5 and classes != 2:
     return (f"eval.foreground_threshold={foreground_threshold} is for the two-class tasks "
-            f"(binary, lung), not data.task={task!r}")
+            f"(binary, lung), not data.task={task!r}; use eval.logit_offsets")
+  if len(logit_offsets) and classes == 2:
+    return (f"eval.logit_offsets={tuple(logit_offsets)} is for the multi-class task, not "
+            f"data.task={task!r}; use eval.foreground_threshold")
+  if len(logit_offsets) not in (0, classes) or not all(
+      isinstance(x, (int, float)) and np.isfinite(x) for x in logit_offsets):
+    return (f"eval.logit_offsets={tuple(logit_offsets)} must be {classes} finite numbers, one "
+            f"per class of data.task={task!r}, or ()")
   return None
 
 
@@ -77,13 +92,13 @@ def fill_lung_holes(predictions):
 
 
 def eval_step(variables, images, labels, class_weights, *, apply_fn, loss_name, tta_flip=False,
-              foreground_threshold=0.5):
+              foreground_threshold=0.5, logit_offsets=()):
   """Predictions (B,S,S) int32 (labels_from_logits) and per-image losses (B,) for a batch
   (predict_logits)."""
   logits = predict_logits(apply_fn, variables, images, tta_flip)
   per_image_loss = jax.vmap(
       lambda l, y: losses.compute_loss(loss_name, l[None], y[None], class_weights))(logits, labels)
-  return labels_from_logits(logits, foreground_threshold), per_image_loss
+  return labels_from_logits(logits, foreground_threshold, logit_offsets), per_image_loss
 
 
 class Evaluator:
@@ -91,22 +106,24 @@ class Evaluator:
 
   Each process puts only its rows of a batch on its devices (parallel.process_batch_rows);
   every process gets the whole batch's predictions back. tta_flip: as in predict_logits;
-  foreground_threshold: as in labels_from_logits; fill_holes: the predictions pass through
-  `fill_lung_holes` (lung task).
+  foreground_threshold, logit_offsets: as in labels_from_logits; fill_holes: the predictions
+  pass through `fill_lung_holes` (lung task).
   """
 
   def __init__(self, mesh, apply_fn, loss_name, class_weights, batch_size, tta_flip=False,
-               fill_holes=False, foreground_threshold=0.5):
+               fill_holes=False, foreground_threshold=0.5, logit_offsets=()):
     num_devices = mesh.devices.size
     self.batch_size = -(-batch_size // num_devices) * num_devices  # Round up to the mesh.
     self.mesh, self.tta_flip, self.fill_holes = mesh, bool(tta_flip), bool(fill_holes)
     self.foreground_threshold = float(foreground_threshold)
+    self.logit_offsets = tuple(float(x) for x in logit_offsets)
     self.rows = parallel.process_batch_rows(self.batch_size, mesh)
     self.class_weights = parallel.replicate(np.asarray(class_weights), mesh)
     replicated = parallel.replicated_sharding(mesh)
     self._step = jax.jit(functools.partial(eval_step, apply_fn=apply_fn, loss_name=loss_name,
                                            tta_flip=tta_flip,
-                                           foreground_threshold=self.foreground_threshold),
+                                           foreground_threshold=self.foreground_threshold,
+                                           logit_offsets=self.logit_offsets),
                          out_shardings=(replicated, replicated))
 
   def __call__(self, variables, split):
@@ -205,13 +222,14 @@ def evaluate_and_report(workdir, config, split, evaluator, variables, *, split_n
   """Predicts `split`, writes <workdir>/<split>_metrics.json and <workdir>/report/; returns results.
 
   checkpoint_name: 'best', 'last' or the step, recorded with the results (and the evaluator's
-  test-time flips, hole filling and foreground threshold).
+  test-time flips, hole filling, foreground threshold and logit offsets).
   """
   predictions, image_losses = evaluator(variables, split)
   results = compute_results(split, predictions, image_losses, task, class_names)
   results.update({"split": split_name, "checkpoint": str(checkpoint_name), "step": int(step),
                   "tta_flip": evaluator.tta_flip, "fill_holes": evaluator.fill_holes,
-                  "foreground_threshold": evaluator.foreground_threshold})
+                  "foreground_threshold": evaluator.foreground_threshold,
+                  "logit_offsets": list(evaluator.logit_offsets)})
   if jax.process_index() == 0:
     path = os.path.join(workdir, f"{split_name}_metrics.json")
     with open(path, "w", encoding="utf-8") as f:
@@ -226,7 +244,7 @@ def evaluate_and_report(workdir, config, split, evaluator, variables, *, split_n
 
 
 def evaluate_run(workdir, which=None, splits=None, mesh=None, tta_flip=None, fill_holes=None,
-                 foreground_threshold=None):
+                 foreground_threshold=None, logit_offsets=None):
   """Restores a run from `workdir` alone, evaluates splits and writes their reports.
 
   Args:
@@ -240,6 +258,8 @@ def evaluate_run(workdir, which=None, splits=None, mesh=None, tta_flip=None, fil
       eval.fill_holes. Lung runs only.
     foreground_threshold: labels_from_logits' threshold; None takes the run's
       eval.foreground_threshold (0.5 for runs from before it existed). Two-class runs only.
+    logit_offsets: labels_from_logits' offsets, one per class; None takes the run's
+      eval.logit_offsets (() for runs from before they existed). Multi-class runs only.
 
   Returns:
     {split: the results dict (see `compute_results`)}, each also written to
@@ -256,14 +276,17 @@ def evaluate_run(workdir, which=None, splits=None, mesh=None, tta_flip=None, fil
     raise InputError(f"{workdir}: a {config.data.task!r} run; hole filling is for lung runs")
   if foreground_threshold is None:
     foreground_threshold = config.eval.get("foreground_threshold", 0.5)
-  problem = threshold_problem(foreground_threshold, config.data.task)
+  if logit_offsets is None:
+    logit_offsets = tuple(config.eval.get("logit_offsets", ()))
+  problem = decision_problem(foreground_threshold, logit_offsets, config.data.task)
   if problem:
     raise InputError(f"{workdir}: {problem}")
   mesh = parallel.create_mesh() if mesh is None else mesh
   run = checkpoint.restore_run(workdir, which, mesh)
   dataset = pipeline.load_dataset(run.config.data)
   evaluator = Evaluator(mesh, run.model.apply, run.config.train.loss, dataset.class_weights,
-                        run.config.eval.batch_size, tta_flip, fill_holes, foreground_threshold)
+                        run.config.eval.batch_size, tta_flip, fill_holes, foreground_threshold,
+                        logit_offsets)
   return {split_name: evaluate_and_report(
               workdir, run.config, dataset.split(split_name), evaluator, run.variables,
               split_name=split_name, checkpoint_name=which, step=run.step, task=run.task,

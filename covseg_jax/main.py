@@ -2,7 +2,7 @@
 
   python -m covseg_jax.main --config=configs/segnet_multi.py --workdir=runs/x
   python -m covseg_jax.main --workdir=runs/x --mode=evaluate [--checkpoint=best] [--split=val] \
-      [--tta_flip] [--fill_holes] [--foreground_threshold=T]
+      [--tta_flip] [--fill_holes] [--foreground_threshold=T] [--logit_offsets=B0,B1,B2,B3]
 
 Training resumes from the latest good checkpoint in --workdir. Evaluation needs only the workdir.
 Bad input (a bad flag, config file, variant or --config.FIELD=VALUE override, missing data, bad
@@ -38,6 +38,9 @@ flags.DEFINE_bool("fill_holes", None, "evaluate, lung runs: fill the enclosed ho
 flags.DEFINE_float("foreground_threshold", None, "evaluate, binary and lung runs: label a pixel "
                    "foreground when its softmax exceeds this (0.5: the argmax; default: the "
                    "run's eval.foreground_threshold).")
+flags.DEFINE_list("logit_offsets", None, "evaluate, multi-class runs: label a pixel with the "
+                  "argmax of its logits plus these, one per class (empty: the argmax; default: "
+                  "the run's eval.logit_offsets).")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -53,6 +56,15 @@ def _parse_flags(argv):
   except InputError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+
+
+def _offsets(values):
+  """--logit_offsets as a tuple of floats (None if not given)."""
+  try:
+    return None if values is None else tuple(float(x) for x in values)
+  except ValueError:
+    raise InputError(f"--logit_offsets={','.join(values)}: not a comma-separated list of "
+                     "numbers") from None
 
 
 def main(argv):
@@ -80,7 +92,8 @@ def main(argv):
       evaluate.evaluate_run(FLAGS.workdir, which=which,
                             splits=None if FLAGS.split is None else [FLAGS.split],
                             tta_flip=FLAGS.tta_flip, fill_holes=FLAGS.fill_holes,
-                            foreground_threshold=FLAGS.foreground_threshold)
+                            foreground_threshold=FLAGS.foreground_threshold,
+                            logit_offsets=_offsets(FLAGS.logit_offsets))
   except InputError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

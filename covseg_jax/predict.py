@@ -279,17 +279,21 @@ def masked_lung(scan):
   return (scan.slices != background).astype(np.uint8)
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'size', 'tta_flip', 'foreground_threshold'))
-def forward(model, variables, images, size, tta_flip=False, foreground_threshold=0.5):
+@functools.partial(jax.jit, static_argnames=('model', 'size', 'tta_flip', 'foreground_threshold',
+                                             'logit_offsets'))
+def forward(model, variables, images, size, tta_flip=False, foreground_threshold=0.5,
+            logit_offsets=()):
   """Class labels (B, *size) uint8: logits (evaluate.predict_logits) resized (linear) to `size`,
-  then labelled (evaluate.labels_from_logits: the argmax, or the foreground threshold).
+  then labelled (evaluate.labels_from_logits: the argmax, the foreground threshold or the logit
+  offsets).
 
   Compiled once per model, batch shape and output size (flax modules hash by their fields).
   """
   logits = evaluate.predict_logits(model.apply, variables, images, tta_flip)
   if logits.shape[1:3] != size:
     logits = jax.image.resize(logits, (logits.shape[0], *size, logits.shape[-1]), 'linear')
-  return evaluate.labels_from_logits(logits, foreground_threshold).astype(jnp.uint8)
+  return evaluate.labels_from_logits(logits, foreground_threshold,
+                                     logit_offsets).astype(jnp.uint8)
 
 
 class Progress:
@@ -337,11 +341,12 @@ class Model:
     mean_image = normalization.get('mean_image')
     self.mean_image = None if mean_image is None else np.asarray(mean_image, np.float32)
     self.batch_size = batch_size
-    self._check(run)
-    self._model = run.model
     self.tta_flip = bool(run.config.eval.get('tta_flip', False))
     self.fill_holes = bool(run.config.eval.get('fill_holes', False))
     self.foreground_threshold = float(run.config.eval.get('foreground_threshold', 0.5))
+    self.logit_offsets = tuple(float(x) for x in run.config.eval.get('logit_offsets', ()))
+    self._check(run)
+    self._model = run.model
     # An ensemble directory's members, relative to it (covseg_jax.ensemble); [] for one run.
     self.members = list(run.config.get('ensemble', {}).get('members', []))
     self._variables = jax.device_put(run.variables, jax.devices()[0])
@@ -356,6 +361,9 @@ class Model:
     if run.num_classes != classes or len(self.class_names) != classes:
       raise InputError(f'{self.source}: {run.num_classes} classes {self.class_names}, but task '
                        f'{self.task!r} has {classes}')
+    problem = evaluate.decision_problem(self.foreground_threshold, self.logit_offsets, self.task)
+    if problem:
+      raise InputError(f'{self.source}: {problem}')
     if self.method not in preprocess.NORMALIZATIONS:
       raise InputError(f'{self.source}: unknown normalisation {self.method!r}')
     size = self.image_size
@@ -383,7 +391,8 @@ class Model:
     described = {'run': self.source, 'checkpoint': self.checkpoint, 'step': self.step,
                  'task': self.task, 'normalization': self.method,
                  'image_size': self.image_size, 'tta_flip': self.tta_flip,
-                 'fill_holes': self.fill_holes, 'foreground_threshold': self.foreground_threshold}
+                 'fill_holes': self.fill_holes, 'foreground_threshold': self.foreground_threshold,
+                 'logit_offsets': list(self.logit_offsets)}
     if self.members:
       described['ensemble_members'] = self.members
     return described
@@ -398,7 +407,8 @@ class Model:
     if pad:
       images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
     return forward(self._model, self._variables, images, size=size, tta_flip=self.tta_flip,
-                   foreground_threshold=self.foreground_threshold)
+                   foreground_threshold=self.foreground_threshold,
+                   logit_offsets=self.logit_offsets)
 
   def segment(self, images, lung=None, progress=None):
     """Labels (Z, H, W) uint8 of 8-bit scaled slices (Z, H, W), holes filled if the run's

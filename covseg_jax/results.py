@@ -322,9 +322,15 @@ def _evaluated_with(test):
            if test.get(key)]
   if test.get("foreground_threshold", 0.5) != 0.5:
     steps.append(f"foreground threshold {test['foreground_threshold']:g}")
+  if test.get("logit_offsets"):
+    steps.append(f"logit offsets {_offsets(test['logit_offsets'])}")
   if len(steps) > 2:
     steps = [", ".join(steps[:-1]), steps[-1]]
   return what + (f" with {' and '.join(steps)}" if steps else "")
+
+
+def _offsets(offsets):
+  return "(" + ", ".join(f"{x:g}" for x in offsets) + ")"
 
 
 def describe_family(run):
@@ -346,6 +352,8 @@ def describe_family(run):
     details.append("hole filling")
   if run.config.get("eval", {}).get("foreground_threshold", 0.5) != 0.5:
     details.append(f"foreground threshold {run.config['eval']['foreground_threshold']:g}")
+  if run.config.get("eval", {}).get("logit_offsets"):
+    details.append(f"logit offsets {_offsets(run.config['eval']['logit_offsets'])}")
   if "ensemble" in run.config:
     details.append(f"ensembles of {len(run.config['ensemble']['members'])} runs")
   return f"{MODEL_NAMES.get(model['name'], model['name'])}, {task_name} ({', '.join(details)})"

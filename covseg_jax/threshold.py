@@ -1,20 +1,29 @@
-"""Chooses eval.foreground_threshold of a two-class config on the validation slices of its folds.
+"""Chooses a config's decision rule on the validation slices of its folds: eval.foreground_threshold
+for the two-class tasks, eval.logit_offsets for the multi-class one.
 
   python -m covseg_jax.threshold runs/sweeps/segnet_binary_improved_cv/exp4/fold{0,1,2,3,4}
+  python -m covseg_jax.threshold runs/sweeps/segnet_multi_improved_cv/exp7/fold{0,1,2,3,4}
 
-For each run (binary or lung; its run directory, or an ensemble's), predicts the split (default
-val) as its final evaluation does (its checkpoint, test-time flips and hole filling)
-and prints, for each threshold of a grid, the pooled foreground Dice of every run and of all
-runs together, then:
-- the threshold with the best pooled Dice over all runs: the value to put in the config;
-- cross-fitted, per run: the threshold chosen on the other runs' slices alone and this run's
-  Dice at it against the argmax's (0.5). A run's own slices never choose its threshold, so these
-  pairs measure what choosing a threshold gains on slices it was not chosen on.
-Bad input (a missing or incomplete run, a multi-class run) ends with one `error: ...` line and
-exit status 2.
+For each run (its run directory, or an ensemble's; all of one task), predicts the split (default
+val) as its final evaluation does (its checkpoint, test-time flips and hole filling), labels it
+with every candidate rule and scores each by the foreground Dice pooled over the slices (for the
+multi-class task, the mean of the three lesion classes' pooled Dice). The candidates:
+- two classes: the foreground thresholds of GRID, 0.05 to 0.95 (0.5 is the argmax);
+- multi-class: logit offsets (0, g, c, e), each of g, c, e (ground glass, consolidation, pleural
+  effusion) from OFFSET_GRID, -3 to 1 (all 0: the argmax). An offset of log w weighs that
+  class's softmax by w against the background's.
+It prints the score of every run and of all runs together at each threshold (multi-class: at the
+argmax and the ten best offsets), then:
+- the rule with the best pooled score over all runs: the value to put in the config;
+- cross-fitted, per run: the rule chosen on the other runs' slices alone and this run's Dice at
+  it against the argmax's. A run's own slices never choose its rule, so these pairs measure what
+  choosing one gains on slices it was not chosen on.
+Bad input (a missing or incomplete run, runs of different tasks) ends with one `error: ...` line
+and exit status 2.
 """
 import argparse
 import functools
+import itertools
 import sys
 
 import jax
@@ -25,21 +34,36 @@ from covseg_jax.data import pipeline
 from covseg_jax.errors import InputError
 
 GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05 ... 0.95; 0.5 is the argmax.
+OFFSET_GRID = tuple(round(0.25 * k, 2) for k in range(-12, 5))  # -3 ... 1; 0 is the argmax.
 
 
-def foreground_counts(workdir, split_name):
-  """{threshold: (TP, FP, FN)} of the run's foreground over `split_name`'s slices, for GRID.
+def candidates(num_classes):
+  """The decision rules tried for a task of `num_classes`; the first is the argmax."""
+  if num_classes == 2:
+    return (0.5,) + tuple(t for t in GRID if t != 0.5)
+  return ((0.0,) * num_classes,) + tuple(
+      (0.0,) + offsets for offsets in itertools.product(OFFSET_GRID, repeat=num_classes - 1)
+      if any(offsets))
+
+
+def labels(logits, rule):
+  """evaluate.labels_from_logits with a threshold (float) or logit offsets (tuple)."""
+  if isinstance(rule, tuple):
+    return evaluate.labels_from_logits(logits, logit_offsets=rule)
+  return evaluate.labels_from_logits(logits, rule)
+
+
+def decision_counts(workdir, split_name):
+  """(task, rules, counts): counts (len(rules), 3, C) int64 holds the TP, FP and FN of every
+  class over `split_name`'s slices under each rule of candidates(C).
 
   The slices are predicted once, from the checkpoint and with the test-time flips of the run's
-  final evaluation (eval.checkpoint, eval.tta_flip); each threshold then labels them as
+  final evaluation (eval.checkpoint, eval.tta_flip); each rule then labels them as
   evaluate.labels_from_logits does, and hole filling follows for runs that use it.
   """
   mesh = parallel.create_mesh(jax.devices()[:1])
   which = checkpoint.load_config(workdir).eval.checkpoint
   run = checkpoint.restore_run(workdir, checkpoint.parse_which(which), mesh)
-  if run.num_classes != 2:
-    raise InputError(f"{workdir}: a {run.task!r} run; a foreground threshold is for the "
-                     "two-class tasks (binary, lung)")
   split = pipeline.load_dataset(run.config.data).split(split_name)
   forward = jax.jit(functools.partial(evaluate.predict_logits, run.model.apply,
                                       tta_flip=run.config.eval.get("tta_flip", False)))
@@ -48,69 +72,101 @@ def foreground_counts(workdir, split_name):
                                                   split.images.dtype)])  # One compilation.
   logits = np.concatenate([np.asarray(forward(run.variables, images[i:i + batch]))
                            for i in range(0, len(images), batch)])[:n]
-  truth = split.labels == 1
-  counts = {}
-  for threshold in GRID:
-    predictions = np.asarray(evaluate.labels_from_logits(logits, threshold))
+  classes = run.num_classes
+  truth = split.labels.ravel().astype(np.int64)
+  rules = candidates(classes)
+  counts = np.zeros((len(rules), 3, classes), np.int64)
+  for k, rule in enumerate(rules):
+    predictions = np.asarray(labels(logits, rule))
     if run.config.eval.get("fill_holes", False):
       predictions = evaluate.fill_lung_holes(predictions)
-    predicted = predictions == 1
-    counts[threshold] = tuple(int(np.sum(a & b)) for a, b in
-                              ((truth, predicted), (~truth, predicted), (truth, ~predicted)))
-  return counts
+    confusion = np.bincount(truth * classes + predictions.ravel(),
+                            minlength=classes * classes).reshape(classes, classes)
+    tp = np.diag(confusion)
+    counts[k] = tp, confusion.sum(0) - tp, confusion.sum(1) - tp
+  return run.task, rules, counts
 
 
 def dice(counts):
-  tp, fp, fn = counts
-  return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+  """The foreground classes' Dice (C-1,) of counts (3, C) (NaN for a class nowhere)."""
+  tp, fp, fn = np.asarray(counts, np.float64)[:, 1:]
+  with np.errstate(invalid="ignore"):
+    return 2 * tp / (2 * tp + fp + fn)
 
 
-def pooled_dice(runs_counts, threshold):
-  return dice(np.sum([c[threshold] for c in runs_counts], axis=0))
+def score(counts):
+  """The mean foreground Dice of counts (3, C); -inf if no foreground class occurs."""
+  values = dice(counts)
+  return float(np.mean(values[~np.isnan(values)])) if not np.all(np.isnan(values)) else -np.inf
 
 
-def best_threshold(runs_counts):
-  return max(GRID, key=lambda t: pooled_dice(runs_counts, t))
+def best_rule(counts):
+  """The index of the rule with the best pooled score of counts (runs, rules, 3, C); ties go to
+  the earlier rule (the argmax first)."""
+  return int(np.argmax([score(c) for c in counts.sum(0)]))
 
 
-def report(names, runs_counts):
-  """The Markdown lines of the module docstring's tables."""
-  lines = ["| threshold | " + " | ".join(names) + " | pooled |",
-           "|---" * (len(names) + 2) + "|"]
-  for t in GRID:
-    lines.append(f"| {t:g} | " + " | ".join(f"{dice(c[t]):.4f}" for c in runs_counts)
-                 + f" | {pooled_dice(runs_counts, t):.4f} |")
-  chosen = best_threshold(runs_counts)
-  lines += ["", f"Best pooled threshold: {chosen:g} (Dice {pooled_dice(runs_counts, chosen):.4f}"
-                f" against {pooled_dice(runs_counts, 0.5):.4f} at 0.5)."]
-  if len(runs_counts) > 1:
-    lines += ["", "| run | threshold chosen on the others | Dice at 0.5 | Dice at it |",
+def _name(rule):
+  return f"({', '.join(f'{x:g}' for x in rule)})" if isinstance(rule, tuple) else f"{rule:g}"
+
+
+def _dice(counts):
+  return " / ".join(f"{d:.4f}" for d in dice(counts))
+
+
+def report(names, rules, counts):
+  """The Markdown lines of the module docstring's tables; counts (runs, rules, 3, C)."""
+  counts = np.asarray(counts)
+  kind = "offsets" if isinstance(rules[0], tuple) else "threshold"
+  pooled = counts.sum(0)
+  if kind == "offsets":  # The argmax, then the ten best.
+    order = np.argsort([-score(c) for c in pooled], kind="stable")
+    shown = [0] + [int(k) for k in order if k != 0][:10]
+  else:
+    shown = sorted(range(len(rules)), key=lambda k: rules[k])
+  lines = [f"| {kind} | " + " | ".join(names) + " | pooled |", "|---" * (len(names) + 2) + "|"]
+  for k in shown:
+    lines.append(f"| {_name(rules[k])} | " + " | ".join(f"{score(c[k]):.4f}" for c in counts)
+                 + f" | {score(pooled[k]):.4f} |")
+  chosen = best_rule(counts)
+  lines += ["", f"Best pooled {kind}: {_name(rules[chosen])} (Dice {_dice(pooled[chosen])} "
+                f"against {_dice(pooled[0])} at the argmax)."]
+  if len(counts) > 1:
+    lines += ["", f"| run | {kind} chosen on the others | Dice at the argmax | Dice at it |",
               "|---|---|---|---|"]
     gains = []
     for i, name in enumerate(names):
-      t = best_threshold(runs_counts[:i] + runs_counts[i + 1:])
-      before, after = dice(runs_counts[i][0.5]), dice(runs_counts[i][t])
-      gains.append(after - before)
-      lines.append(f"| {name} | {t:g} | {before:.4f} | {after:.4f} |")
-    lines += ["", f"Cross-fitted: mean change {np.mean(gains):+.4f}, up on "
-                  f"{sum(g > 0 for g in gains)} of {len(gains)} runs."]
+      k = best_rule(np.delete(counts, i, axis=0))
+      gains.append(dice(counts[i][k]) - dice(counts[i][0]))
+      lines.append(f"| {name} | {_name(rules[k])} | {_dice(counts[i][0])} | "
+                   f"{_dice(counts[i][k])} |")
+    gains = np.array(gains)
+    change = " / ".join(f"{g:+.4f}" for g in np.nanmean(gains, axis=0))
+    up = " / ".join(str(int(u)) for u in np.sum(gains > 0, axis=0))
+    lines += ["", f"Cross-fitted: mean change {change}, up on {up} of {len(gains)} runs."]
   return lines
 
 
 def main(argv):
   parser = argparse.ArgumentParser(
       prog="python -m covseg_jax.threshold",
-      description="Choose eval.foreground_threshold on the validation slices of several runs.")
-  parser.add_argument("runs", nargs="+", help="run (or ensemble) directories of a two-class task")
+      description="Choose eval.foreground_threshold (two classes) or eval.logit_offsets "
+                  "(multi-class) on the validation slices of several runs.")
+  parser.add_argument("runs", nargs="+", help="run (or ensemble) directories of one task")
   parser.add_argument("--split", default="val", choices=("val", "test", "train"),
                       help="the slices to choose on (default: val; choose on val, never on test)")
   options = parser.parse_args(argv)
   try:
-    runs_counts = [foreground_counts(run, options.split) for run in options.runs]
+    measured = [decision_counts(run, options.split) for run in options.runs]
+    tasks = {task for task, _, _ in measured}
+    if len(tasks) > 1:
+      raise InputError(f"{', '.join(options.runs)}: runs of different tasks "
+                       f"({', '.join(sorted(tasks))}); choose a rule for one task at a time")
   except InputError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  print("\n".join(report(options.runs, runs_counts)))
+  rules = measured[0][1]
+  print("\n".join(report(options.runs, rules, np.stack([c for _, _, c in measured]))))
   return 0
 
 

@@ -212,7 +212,8 @@ def check_config(config, mesh):
   for ok, problem in checks:
     if not ok:
       raise InputError(f"config: {problem}")
-  problem = evaluate.threshold_problem(config.eval.foreground_threshold, data.task)
+  problem = evaluate.decision_problem(config.eval.foreground_threshold,
+                                      config.eval.logit_offsets, data.task)
   if problem:
     raise InputError(f"config: {problem}")
   try:
@@ -342,11 +343,13 @@ def train_and_evaluate(config, workdir):
   else:
     run = checkpoint.restore_run(workdir, final_checkpoint, mesh)
     variables, step = run.variables, run.step
-  if config.eval.tta_flip or config.eval.fill_holes or config.eval.foreground_threshold != 0.5:
+  if (config.eval.tta_flip or config.eval.fill_holes or config.eval.foreground_threshold != 0.5
+      or config.eval.logit_offsets):
     evaluator = evaluate.Evaluator(mesh, model.apply, tc.loss, dataset.class_weights,
                                    config.eval.batch_size, tta_flip=config.eval.tta_flip,
                                    fill_holes=config.eval.fill_holes,
-                                   foreground_threshold=config.eval.foreground_threshold)
+                                   foreground_threshold=config.eval.foreground_threshold,
+                                   logit_offsets=config.eval.logit_offsets)
   results = evaluate.evaluate_and_report(
       workdir, config, dataset.split(config.eval.split), evaluator, variables,
       split_name=config.eval.split, checkpoint_name=final_checkpoint, step=step,

@@ -98,6 +98,17 @@ def test_evaluate_command_on_a_directory_without_config_exits_2(tmp_path):
       f"error: {tmp_path}: no config.json, not a training run directory")
 
 
+def test_evaluate_command_with_offsets_that_are_not_numbers_exits_2(tmp_path):
+  process = subprocess.run(
+      [sys.executable, "-m", "covseg_jax.main", f"--workdir={tmp_path}", "--mode=evaluate",
+       "--logit_offsets=0,-1,x,0"],
+      capture_output=True, text=True, timeout=300,
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert process.returncode == 2
+  assert process.stderr.strip().splitlines()[-1] == (
+      "error: --logit_offsets=0,-1,x,0: not a comma-separated list of numbers")
+
+
 def test_fill_lung_holes_fills_enclosed_background_only():
   """Two slices of lung masks: a ring's inside is filled; a bay open to the border, a gap in
   the ring and the background around it are not."""
@@ -174,13 +185,35 @@ def test_labels_from_logits_is_the_argmax_at_one_half_and_thresholds_the_softmax
     evaluate.labels_from_logits(jnp.zeros((1, 4)), 0.8)
 
 
-@pytest.mark.parametrize("threshold, task, problem", [
-    (0.5, "multi", None), (0.8, "binary", None), (0.3, "lung", None),
-    (0.8, "multi", "eval.foreground_threshold=0.8 is for the two-class tasks (binary, lung), "
-                   "not data.task='multi'"),
-    (1.0, "binary", "eval.foreground_threshold=1.0 must be in (0, 1)")])
-def test_threshold_problem(threshold, task, problem):
-  assert evaluate.threshold_problem(threshold, task) == problem
+def test_logit_offsets_shift_the_argmax():
+  logits = jnp.asarray(np.random.default_rng(1).standard_normal((2, 8, 8, 4)), jnp.float32)
+  offsets = (0.0, -1.0, 0.5, -0.75)
+  labels = np.asarray(evaluate.labels_from_logits(logits, logit_offsets=offsets))
+  np.testing.assert_array_equal(labels, np.argmax(np.asarray(logits) + np.array(offsets), -1))
+  # log w on a class weighs its softmax by w: the same labels from the weighted softmax.
+  weighted = np.asarray(jax.nn.softmax(logits, -1)) * np.exp(offsets)
+  np.testing.assert_array_equal(labels, np.argmax(weighted, -1))
+  assert 0 < (labels == 3).sum() < (np.argmax(np.asarray(logits), -1) == 3).sum()
+  np.testing.assert_array_equal(evaluate.labels_from_logits(logits, logit_offsets=(0.0,) * 4),
+                                jnp.argmax(logits, -1))
+  with pytest.raises(ValueError, match="3 logit offsets for 4 classes"):
+    evaluate.labels_from_logits(logits, logit_offsets=(0.0, 1.0, 2.0))
+
+
+@pytest.mark.parametrize("threshold, offsets, task, problem", [
+    (0.5, (), "multi", None), (0.8, (), "binary", None), (0.3, (), "lung", None),
+    (0.5, (0, -1.5, 0.25, -0.5), "multi", None),
+    (0.8, (), "multi", "eval.foreground_threshold=0.8 is for the two-class tasks (binary, lung), "
+                       "not data.task='multi'; use eval.logit_offsets"),
+    (1.0, (), "binary", "eval.foreground_threshold=1.0 must be in (0, 1)"),
+    (0.5, (0, -1), "binary", "eval.logit_offsets=(0, -1) is for the multi-class task, not "
+                             "data.task='binary'; use eval.foreground_threshold"),
+    (0.5, (0, -1, 0), "multi", "eval.logit_offsets=(0, -1, 0) must be 4 finite numbers, one per "
+                               "class of data.task='multi', or ()"),
+    (0.5, (0, -1, 0, float("nan")), "multi", "eval.logit_offsets=(0, -1, 0, nan) must be 4")])
+def test_decision_problem(threshold, offsets, task, problem):
+  found = evaluate.decision_problem(threshold, offsets, task)
+  assert found == problem or (problem and found.startswith(problem))
 
 
 def test_foreground_threshold_is_refused_for_a_multi_class_run(trained_run):
@@ -212,6 +245,24 @@ def test_evaluator_thresholds_the_foreground_and_records_it(tmp_path):
       checkpoint_name="last", step=1, task="binary", class_names=("not infected", "infected"))
   with open(tmp_path / "test_metrics.json") as f:
     assert json.load(f)["foreground_threshold"] == results["foreground_threshold"] == 0.8
+
+
+def test_logit_offsets_evaluate_a_multi_class_run_and_are_recorded(trained_run, tmp_path):
+  workdir, _, _ = trained_run
+  copy = str(tmp_path / "copy")
+  shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns("report", "*_metrics.json"))
+  plain = evaluate.evaluate_run(copy, which="last", splits=["test"])["test"]
+  shifted = evaluate.evaluate_run(copy, which="last", splits=["test"],
+                                  logit_offsets=(0.0, 50.0, 0.0, 0.0))["test"]
+  assert plain["logit_offsets"] == [] and shifted["logit_offsets"] == [0.0, 50.0, 0.0, 0.0]
+  # An offset that large labels every pixel ground glass.
+  confusion = np.asarray(shifted["pooled_confusion_matrix"])
+  assert confusion[:, 1].sum() == confusion.sum() > 0
+  assert shifted["per_image_global_accuracy"] != plain["per_image_global_accuracy"]
+  with open(os.path.join(copy, "test_metrics.json")) as f:
+    assert json.load(f)["logit_offsets"] == [0.0, 50.0, 0.0, 0.0]
+  with pytest.raises(InputError, match="must be 4 finite numbers"):
+    evaluate.evaluate_run(copy, splits=["test"], logit_offsets=(0.0, 1.0))
 
 
 def test_hole_filling_is_refused_for_an_infection_run(trained_run):

@@ -869,6 +869,29 @@ def test_foreground_threshold_from_the_run_config():
   assert 0 < labels.sum() < plain.segment(ramp).sum()
 
 
+def test_logit_offsets_from_the_run_config():
+  """A multi-class run with eval.logit_offsets labels each pixel with the argmax of its logits
+  plus them: an offset of 50 on consolidation makes every pixel consolidation."""
+  run = fake_run(unet_multi)
+  config = run.config.copy_and_resolve_references()
+  config.eval.logit_offsets = (0.0, 0.0, 50.0, 0.0)
+  model = predict.Model(dataclasses.replace(run, config=config), 'infection', 'runs/x',
+                        batch_size=2)
+  plain = predict.Model(run, 'infection', 'runs/x', batch_size=2)
+  slices = np.random.default_rng(4).integers(0, 256, (2, 40, 40)).astype(np.uint8)
+  assert np.all(model.segment(slices) == 2) and not np.all(plain.segment(slices) == 2)
+  assert model.describe()['logit_offsets'] == [0.0, 0.0, 50.0, 0.0]
+  assert plain.describe()['logit_offsets'] == []
+
+
+def test_logit_offsets_that_do_not_fit_the_run_are_refused_in_one_line():
+  run = fake_run(unet_multi)
+  config = run.config.copy_and_resolve_references()
+  config.eval.logit_offsets = (0.0, -1.0)
+  with pytest.raises(InputError, match=r"^runs/x: eval.logit_offsets=\(0.0, -1.0\) must be 4"):
+    predict.Model(dataclasses.replace(run, config=config), 'infection', 'runs/x', batch_size=2)
+
+
 def test_flip_tta_from_the_run_config():
   """A run trained with eval.tta_flip predicts with it: mirrored slices give mirrored masks."""
   mean_image = np.random.default_rng(0).uniform(20, 120, (SIZE, SIZE)).astype(np.float32)

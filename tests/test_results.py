@@ -230,3 +230,8 @@ def test_family_heading_names_the_training_changes():
   assert results.describe_family(run).endswith("flip TTA, hole filling)")
   config["eval"]["foreground_threshold"] = 0.85
   assert results.describe_family(run).endswith("hole filling, foreground threshold 0.85)")
+  config["eval"].update(foreground_threshold=0.5, logit_offsets=[0.0, -1.5, -0.25, -2.0])
+  assert results.describe_family(run).endswith("hole filling, logit offsets (0, -1.5, -0.25, -2))")
+  assert results._evaluated_with({"checkpoint": "last", "tta_flip": True,
+                                  "logit_offsets": [0.0, -1.5, -0.25, -2.0]}) == (
+      "the last checkpoint with flip TTA and logit offsets (0, -1.5, -0.25, -2)")

@@ -257,6 +257,7 @@ def test_steps_per_call_does_not_change_the_run(data_dir, tmp_path):
     ("eval.fill_holes", True, "eval.fill_holes is for the lung task, not data.task='multi'"),
     ("eval.foreground_threshold", 0.8, "is for the two-class tasks .binary, lung., not data"),
     ("eval.foreground_threshold", 0.0, "eval.foreground_threshold=0.0 must be in"),
+    ("eval.logit_offsets", (0.0, -1.0), "eval.logit_offsets=.0.0, -1.0. must be 4 finite"),
 ])
 def test_a_bad_config_fails_before_anything_is_written(data_dir, tmp_path, field, value, message):
   config = tiny_config(data_dir)
