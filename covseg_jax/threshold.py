@@ -29,7 +29,7 @@ import sys
 import jax
 import numpy as np
 
-from covseg_jax import checkpoint, evaluate, parallel
+from covseg_jax import checkpoint, evaluate, metrics, parallel
 from covseg_jax.data import pipeline
 from covseg_jax.errors import InputError
 
@@ -73,15 +73,14 @@ def decision_counts(workdir, split_name):
   logits = np.concatenate([np.asarray(forward(run.variables, images[i:i + batch]))
                            for i in range(0, len(images), batch)])[:n]
   classes = run.num_classes
-  truth = split.labels.ravel().astype(np.int64)
   rules = candidates(classes)
   counts = np.zeros((len(rules), 3, classes), np.int64)
   for k, rule in enumerate(rules):
     predictions = np.asarray(labels(logits, rule))
     if run.config.eval.get("fill_holes", False):
       predictions = evaluate.fill_lung_holes(predictions)
-    confusion = np.bincount(truth * classes + predictions.ravel(),
-                            minlength=classes * classes).reshape(classes, classes)
+    confusion = metrics.pooled_confusion_matrix(
+        metrics.confusion_matrices(split.labels, predictions, classes))
     tp = np.diag(confusion)
     counts[k] = tp, confusion.sum(0) - tp, confusion.sum(1) - tp
   return run.task, rules, counts
