@@ -11,7 +11,8 @@ multi-class task, the mean of the three lesion classes' pooled Dice). The candid
 - two classes: the foreground thresholds of GRID, 0.05 to 0.95 (0.5 is the argmax);
 - multi-class: logit offsets (0, g, c, e), each of g, c, e (ground glass, consolidation, pleural
   effusion) from OFFSET_GRID, -3 to 1 (all 0: the argmax). An offset of log w weighs that
-  class's softmax by w against the background's.
+  class's softmax by w against the background's. `--offset_classes=1,2` searches the offsets of
+  those classes only (here ground glass and consolidation) and holds the others at 0.
 It prints the score of every run and of all runs together at each threshold (multi-class: at the
 argmax and the ten best offsets), then:
 - the rule with the best pooled score over all runs: the value to put in the config;
@@ -37,13 +38,35 @@ GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05 ... 0.95; 0.5 is 
 OFFSET_GRID = tuple(round(0.25 * k, 2) for k in range(-12, 5))  # -3 ... 1; 0 is the argmax.
 
 
-def candidates(num_classes):
-  """The decision rules tried for a task of `num_classes`; the first is the argmax."""
+def candidates(num_classes, offset_classes=None):
+  """The decision rules tried for a task of `num_classes`; the first is the argmax.
+
+  For the multi-class task, `offset_classes` (default: every class but the background) are the
+  classes whose logit offsets are searched; the others' stay 0.
+  """
   if num_classes == 2:
     return (0.5,) + tuple(t for t in GRID if t != 0.5)
-  return ((0.0,) * num_classes,) + tuple(
-      (0.0,) + offsets for offsets in itertools.product(OFFSET_GRID, repeat=num_classes - 1)
-      if any(offsets))
+  searched = range(1, num_classes) if offset_classes is None else sorted(offset_classes)
+  rules = [(0.0,) * num_classes]
+  for values in itertools.product(OFFSET_GRID, repeat=len(searched)):
+    if any(values):
+      rule = [0.0] * num_classes
+      for c, value in zip(searched, values):
+        rule[c] = value
+      rules.append(tuple(rule))
+  return tuple(rules)
+
+
+def check_offset_classes(offset_classes, num_classes, where):
+  """Raises InputError unless `offset_classes` are distinct foreground classes of a multi-class
+  task; `where` names the run."""
+  if num_classes == 2:
+    raise InputError(f"{where}: --offset_classes applies to multi-class runs; this one has two "
+                     "classes (its rule is a foreground threshold)")
+  bad = [c for c in offset_classes if not 1 <= c < num_classes]
+  if bad or len(set(offset_classes)) != len(offset_classes) or not offset_classes:
+    raise InputError(f"{where}: --offset_classes={','.join(map(str, offset_classes))}: need "
+                     f"distinct classes from 1 to {num_classes - 1} (0 is the background)")
 
 
 def labels(logits, rule):
@@ -53,9 +76,9 @@ def labels(logits, rule):
   return evaluate.labels_from_logits(logits, rule)
 
 
-def decision_counts(workdir, split_name):
+def decision_counts(workdir, split_name, offset_classes=None):
   """(task, rules, counts): counts (len(rules), 3, C) int64 holds the TP, FP and FN of every
-  class over `split_name`'s slices under each rule of candidates(C).
+  class over `split_name`'s slices under each rule of candidates(C, offset_classes).
 
   The slices are predicted once, from the checkpoint and with the test-time flips of the run's
   final evaluation (eval.checkpoint, eval.tta_flip); each rule then labels them as
@@ -64,6 +87,8 @@ def decision_counts(workdir, split_name):
   mesh = parallel.create_mesh(jax.devices()[:1])
   which = checkpoint.load_config(workdir).eval.checkpoint
   run = checkpoint.restore_run(workdir, checkpoint.parse_which(which), mesh)
+  if offset_classes is not None:
+    check_offset_classes(offset_classes, run.num_classes, workdir)
   split = pipeline.load_dataset(run.config.data).split(split_name)
   forward = jax.jit(functools.partial(evaluate.predict_logits, run.model.apply,
                                       tta_flip=run.config.eval.get("tta_flip", False)))
@@ -73,7 +98,7 @@ def decision_counts(workdir, split_name):
   logits = np.concatenate([np.asarray(forward(run.variables, images[i:i + batch]))
                            for i in range(0, len(images), batch)])[:n]
   classes = run.num_classes
-  rules = candidates(classes)
+  rules = candidates(classes, offset_classes)
   counts = np.zeros((len(rules), 3, classes), np.int64)
   for k, rule in enumerate(rules):
     predictions = np.asarray(labels(logits, rule))
@@ -146,6 +171,13 @@ def report(names, rules, counts):
   return lines
 
 
+def _class_list(text):
+  try:
+    return tuple(int(c) for c in text.split(","))
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"not a comma-separated list of class numbers: {text!r}")
+
+
 def main(argv):
   parser = argparse.ArgumentParser(
       prog="python -m covseg_jax.threshold",
@@ -154,9 +186,13 @@ def main(argv):
   parser.add_argument("runs", nargs="+", help="run (or ensemble) directories of one task")
   parser.add_argument("--split", default="val", choices=("val", "test", "train"),
                       help="the slices to choose on (default: val; choose on val, never on test)")
+  parser.add_argument("--offset_classes", type=_class_list, default=None,
+                      help="multi-class: search the offsets of these classes only, e.g. 1,2 "
+                           "(ground glass, consolidation); the others stay 0 (default: all)")
   options = parser.parse_args(argv)
   try:
-    measured = [decision_counts(run, options.split) for run in options.runs]
+    measured = [decision_counts(run, options.split, options.offset_classes)
+                for run in options.runs]
     tasks = {task for task, _, _ in measured}
     if len(tasks) > 1:
       raise InputError(f"{', '.join(options.runs)}: runs of different tasks "

@@ -70,6 +70,24 @@ def test_the_pooled_best_and_the_cross_fitted_logit_offsets():
   assert len(change) == 3 and lines[-1].endswith(", up on 3 / 3 / 3 of 4 runs.")
 
 
+def test_offsets_searched_for_some_classes_only_hold_the_others_at_zero():
+  rules = threshold.candidates(4, offset_classes=(1, 2))
+  assert rules[0] == (0.0,) * 4 and len(rules) == len(threshold.OFFSET_GRID) ** 2
+  assert all(rule[0] == 0 and rule[3] == 0 for rule in rules) and len(set(rules)) == len(rules)
+  assert set(rules) < set(threshold.candidates(4))
+  assert threshold.candidates(4, offset_classes=(1, 2, 3)) == threshold.candidates(4)
+
+
+@pytest.mark.parametrize("classes, problem", [
+    ((0, 1), "need distinct classes from 1 to 3"), ((1, 4), "need distinct classes from 1 to 3"),
+    ((2, 2), "need distinct classes from 1 to 3")])
+def test_offset_classes_outside_the_task_are_refused(classes, problem):
+  with pytest.raises(threshold.InputError, match=f"^run: --offset_classes=.*: {problem}"):
+    threshold.check_offset_classes(classes, 4, "run")
+  with pytest.raises(threshold.InputError, match="^run: --offset_classes applies to multi-class"):
+    threshold.check_offset_classes((1,), 2, "run")
+
+
 def test_decision_counts_of_a_multi_class_run_are_its_own_evaluation(trained_run, capsys):  # noqa: F811
   workdir, _, _ = trained_run
   task, rules, counts = threshold.decision_counts(workdir, "val")
@@ -83,6 +101,16 @@ def test_decision_counts_of_a_multi_class_run_are_its_own_evaluation(trained_run
   out = capsys.readouterr().out
   assert "\n| (0, 0, 0, 0) | " in out and "Best pooled offsets: (0, " in out
   assert "Cross-fitted: mean change" in out
+
+  _, some, some_counts = threshold.decision_counts(workdir, "val", offset_classes=(1, 2))
+  assert some == threshold.candidates(4, (1, 2))
+  np.testing.assert_array_equal(some_counts, counts[[rules.index(rule) for rule in some]])
+  assert threshold.main([workdir, "--offset_classes=1,2"]) == 0
+  assert "Best pooled offsets: (0, " in capsys.readouterr().out
+  assert threshold.main([workdir, "--offset_classes=1,5"]) == 2
+  err = capsys.readouterr().err
+  assert err == f"error: {workdir}: --offset_classes=1,5: need distinct classes from 1 to 3 " \
+                "(0 is the background)\n"
 
 
 @pytest.mark.slow
