@@ -78,6 +78,11 @@ def test_kfold_tests_partition_the_slices(n):
   assert np.array_equal(np.sort(np.concatenate([f.test for f in folds])), np.arange(n))
   for fold in folds:
     _assert_partition(fold, n)
+  # Each fold validates on slices of the next fold's test set, so the folds validate on
+  # different slices.
+  for k, fold in enumerate(folds):
+    assert np.isin(fold.val, folds[(k + 1) % 5].test).all()
+  assert len(np.unique(np.concatenate([f.val for f in folds]))) == sum(len(f.val) for f in folds)
   if n == 100:  # The paper's 70/10/20.
     assert {(len(f.train), len(f.val), len(f.test)) for f in folds} == {(70, 10, 20)}
   with pytest.raises(ValueError):

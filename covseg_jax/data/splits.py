@@ -108,15 +108,20 @@ def seeded_split(n, seed, fractions=(0.72, 0.10, 0.18)):
 def kfold_split(n, num_folds, fold, seed, val_fraction=0.1):
   """Fold `fold` of a seeded k-fold cross-validation (the paper's five folds: 70/10/20).
 
-  The test sets of the folds partition range(n); validation takes
-  round(val_fraction * n) of the remaining slices and training the rest.
+  The test sets of the folds partition range(n); validation takes the first
+  round(val_fraction * n) slices of the next fold (fold + 1, cyclically; on into the fold after
+  it if that is too small) and training the rest. So while a fold holds at least that many
+  slices, the folds' validation sets are disjoint too, and the folds validate on different
+  slices. (Before 2026-12-05 validation started at the first other fold, so folds 1 to
+  num_folds - 1 all validated on the first slices of fold 0; folds 0 and num_folds - 1 are
+  unchanged.)
   """
   if not 2 <= num_folds <= n or not 0 <= fold < num_folds:
     raise ValueError(f'need 2 <= num_folds <= n and 0 <= fold < num_folds: '
                      f'n={n}, num_folds={num_folds}, fold={fold}')
   order = np.random.default_rng(seed).permutation(n)
   folds = np.array_split(order, num_folds)
-  rest = np.concatenate(folds[:fold] + folds[fold + 1:])
+  rest = np.concatenate(folds[fold + 1:] + folds[:fold])
   n_val = round(val_fraction * n)
   if not 0 <= n_val < len(rest):
     raise ValueError(f'val_fraction={val_fraction} leaves no training slices')
