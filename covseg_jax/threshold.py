@@ -18,7 +18,9 @@ argmax and the ten best offsets), then:
 - the rule with the best pooled score over all runs: the value to put in the config;
 - cross-fitted, per run: the rule chosen on the other runs' slices alone and this run's Dice at
   it against the argmax's. A run's own slices never choose its rule, so these pairs measure what
-  choosing one gains on slices it was not chosen on.
+  choosing one gains on slices it was not chosen on, as long as the runs validate on different
+  slices (folds); runs that share slices with another (seeds on one split) are named in a
+  closing line, since their rows are not held out.
 Bad input (a missing or incomplete run, runs of different tasks) ends with one `error: ...` line
 and exit status 2.
 """
@@ -77,8 +79,9 @@ def labels(logits, rule):
 
 
 def decision_counts(workdir, split_name, offset_classes=None):
-  """(task, rules, counts): counts (len(rules), 3, C) int64 holds the TP, FP and FN of every
-  class over `split_name`'s slices under each rule of candidates(C, offset_classes).
+  """(task, rules, counts, slices): counts (len(rules), 3, C) int64 holds the TP, FP and FN of
+  every class over `split_name`'s slices under each rule of candidates(C, offset_classes);
+  slices are those slices' numbers in the data set.
 
   The slices are predicted once, from the checkpoint and with the test-time flips of the run's
   final evaluation (eval.checkpoint, eval.tta_flip); each rule then labels them as
@@ -108,7 +111,7 @@ def decision_counts(workdir, split_name, offset_classes=None):
         metrics.confusion_matrices(split.labels, predictions, classes))
     tp = np.diag(confusion)
     counts[k] = tp, confusion.sum(0) - tp, confusion.sum(1) - tp
-  return run.task, rules, counts
+  return run.task, rules, counts, np.asarray(split.slice_numbers)
 
 
 def dice(counts):
@@ -138,8 +141,10 @@ def _dice(counts):
   return " / ".join(f"{d:.4f}" for d in dice(counts))
 
 
-def report(names, rules, counts):
-  """The Markdown lines of the module docstring's tables; counts (runs, rules, 3, C)."""
+def report(names, rules, counts, slices=None):
+  """The Markdown lines of the module docstring's tables; counts (runs, rules, 3, C); slices,
+  if given, each run's slice numbers, to name the runs whose cross-fitted rows are not held out.
+  """
   counts = np.asarray(counts)
   kind = "offsets" if isinstance(rules[0], tuple) else "threshold"
   pooled = counts.sum(0)
@@ -168,6 +173,12 @@ def report(names, rules, counts):
     change = " / ".join(f"{g:+.4f}" for g in np.nanmean(gains, axis=0))
     up = " / ".join(str(int(u)) for u in np.sum(gains > 0, axis=0))
     lines += ["", f"Cross-fitted: mean change {change}, up on {up} of {len(gains)} runs."]
+    if slices is not None:
+      shared = [name for i, name in enumerate(names)
+                if np.isin(slices[i], np.concatenate(slices[:i] + slices[i + 1:])).any()]
+      if shared:
+        lines += ["", f"Not held out: {', '.join(shared)} share slices with other runs, which "
+                      "chose their rule on them too."]
   return lines
 
 
@@ -193,7 +204,7 @@ def main(argv):
   try:
     measured = [decision_counts(run, options.split, options.offset_classes)
                 for run in options.runs]
-    tasks = {task for task, _, _ in measured}
+    tasks = {m[0] for m in measured}
     if len(tasks) > 1:
       raise InputError(f"{', '.join(options.runs)}: runs of different tasks "
                        f"({', '.join(sorted(tasks))}); choose a rule for one task at a time")
@@ -201,7 +212,8 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr)
     return 2
   rules = measured[0][1]
-  print("\n".join(report(options.runs, rules, np.stack([c for _, _, c in measured]))))
+  print("\n".join(report(options.runs, rules, np.stack([m[2] for m in measured]),
+                         [m[3] for m in measured])))
   return 0
 
 

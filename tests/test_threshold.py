@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from configs import segnet_binary_improved
-from covseg_jax import evaluate, threshold, train
+from covseg_jax import checkpoint, evaluate, threshold, train
+from covseg_jax.data import pipeline
 from tests import helpers
 from tests.test_evaluate import trained_run  # A multi-class run.  # noqa: F401
 from tests.test_train import tiny_config
@@ -41,6 +42,17 @@ def test_the_pooled_best_and_the_cross_fitted_thresholds():
   assert lines[-1] == "Cross-fitted: mean change " + (
       f"{np.mean([threshold.dice(r[k])[0] - threshold.dice(r[0])[0] for r in runs]):+.4f}"
       ", up on 2 of 3 runs.")
+
+
+def test_runs_that_share_slices_are_named_as_not_held_out():
+  rules = threshold.candidates(2)
+  runs = np.stack([binary_counts_with(0.8)] * 3)
+  folds = [np.array([1, 2]), np.array([3, 4]), np.array([5, 6])]
+  assert not any(line.startswith("Not held out")
+                 for line in threshold.report(["a", "b", "c"], rules, runs, folds))
+  seeds = [np.array([1, 2]), np.array([3, 4]), np.array([4, 5])]
+  assert threshold.report(["a", "b", "c"], rules, runs, seeds)[-1] == (
+      "Not held out: b, c share slices with other runs, which chose their rule on them too.")
 
 
 def multi_counts_with(best):
@@ -90,7 +102,7 @@ def test_offset_classes_outside_the_task_are_refused(classes, problem):
 
 def test_decision_counts_of_a_multi_class_run_are_its_own_evaluation(trained_run, capsys):  # noqa: F811
   workdir, _, _ = trained_run
-  task, rules, counts = threshold.decision_counts(workdir, "val")
+  task, rules, counts, slices = threshold.decision_counts(workdir, "val")
   assert task == "multi" and rules == threshold.candidates(4) and counts.shape == (len(rules), 3, 4)
   for k in (0, 1234):
     val = evaluate.evaluate_run(workdir, splits=["val"], logit_offsets=rules[k])["val"]
@@ -101,8 +113,12 @@ def test_decision_counts_of_a_multi_class_run_are_its_own_evaluation(trained_run
   out = capsys.readouterr().out
   assert "\n| (0, 0, 0, 0) | " in out and "Best pooled offsets: (0, " in out
   assert "Cross-fitted: mean change" in out
+  # The same run twice validates on the same slices: its rows are not held out.
+  assert f"\nNot held out: {workdir}, {workdir} share slices with other runs" in out
+  assert len(slices) == len(pipeline.load_dataset(
+      checkpoint.load_config(workdir).data).split("val").images)
 
-  _, some, some_counts = threshold.decision_counts(workdir, "val", offset_classes=(1, 2))
+  _, some, some_counts, _ = threshold.decision_counts(workdir, "val", offset_classes=(1, 2))
   assert some == threshold.candidates(4, (1, 2))
   np.testing.assert_array_equal(some_counts, counts[[rules.index(rule) for rule in some]])
   assert threshold.main([workdir, "--offset_classes=1,2"]) == 0
@@ -115,7 +131,7 @@ def test_decision_counts_of_a_multi_class_run_are_its_own_evaluation(trained_run
 
 @pytest.mark.slow
 def test_counts_at_one_half_are_the_runs_own_evaluation(binary_run, capsys):
-  task, rules, counts = threshold.decision_counts(binary_run, "val")
+  task, rules, counts, _ = threshold.decision_counts(binary_run, "val")
   assert task == "binary"
   val = evaluate.evaluate_run(binary_run, splits=["val"], foreground_threshold=0.5)["val"]
   confusion = np.asarray(val["pooled_confusion_matrix"])
