@@ -204,16 +204,16 @@ def main(argv):
   try:
     measured = [decision_counts(run, options.split, options.offset_classes)
                 for run in options.runs]
-    tasks = {m[0] for m in measured}
+    tasks = {task for task, *_ in measured}
     if len(tasks) > 1:
       raise InputError(f"{', '.join(options.runs)}: runs of different tasks "
                        f"({', '.join(sorted(tasks))}); choose a rule for one task at a time")
   except InputError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  rules = measured[0][1]
-  print("\n".join(report(options.runs, rules, np.stack([m[2] for m in measured]),
-                         [m[3] for m in measured])))
+  _, rules, _, _ = measured[0]
+  counts = np.stack([run_counts for _, _, run_counts, _ in measured])
+  print("\n".join(report(options.runs, rules, counts, [slices for *_, slices in measured])))
   return 0
 
 
