@@ -4,6 +4,7 @@ A run directory holds everything evaluation and inference need:
 
   config.json              the resolved config
   normalization.npz        how images were prepared for the network (see `write_run_files`)
+  split.json               the slices it trained, validated and was tested on (`check_split_record`)
   checkpoints/<step>/      the latest checkpoint.max_to_keep periodic saves (always the last step)
   checkpoints_best/<step>/ the latest checkpoint.max_to_keep improvements of checkpoint.best_metric
 
@@ -32,6 +33,8 @@ from covseg_jax.errors import InputError
 
 CONFIG_FILE = "config.json"
 NORMALIZATION_FILE = "normalization.npz"
+SPLIT_FILE = "split.json"
+SPLIT_PARTS = ("train", "val", "test")
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "checkpoints_best"
 ENSEMBLE_FILE = "ensemble.json"  # Marks an ensemble directory (covseg_jax.ensemble).
@@ -82,20 +85,30 @@ def check_resumable(workdir, config):
                        "give a new --workdir, or resume it with its own config")
 
 
-def write_run_files(workdir, config, dataset):
-  """Writes config.json and normalization.npz (process 0 only).
+def _write_atomically(path, text):
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    f.write(text)
+  os.replace(path + ".tmp", path)  # Other processes may be reading it (check_resumable).
 
-  normalization.npz holds what inference needs to prepare a new slice like the training ones:
-  'method' (data.normalization), 'image_size', 'lung_mask' (zero outside the lungs first),
-  'image_source', 'task', 'class_names' and, for 'zero_center', the training 'mean_image'.
+
+def split_record(dataset):
+  """{part: the 1-based slice numbers of `dataset`'s part} for each of SPLIT_PARTS."""
+  return {part: [int(s) for s in dataset.split(part).slice_numbers] for part in SPLIT_PARTS}
+
+
+def write_run_files(workdir, config, dataset):
+  """Writes config.json, split.json and normalization.npz (process 0 only).
+
+  split.json holds split_record(dataset). normalization.npz holds what inference needs to
+  prepare a new slice like the training ones: 'method' (data.normalization), 'image_size',
+  'lung_mask' (zero outside the lungs first), 'image_source', 'task', 'class_names' and, for
+  'zero_center', the training 'mean_image'.
   """
   if jax.process_index() != 0:
     return
   os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, CONFIG_FILE)
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    f.write(config.to_json_best_effort(indent=2))
-  os.replace(path + ".tmp", path)  # Other processes may be reading it (check_resumable).
+  _write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2))
+  _write_atomically(os.path.join(workdir, SPLIT_FILE), json.dumps(split_record(dataset)))
   arrays = {
       "method": np.array(config.data.normalization),
       "image_size": np.array(config.data.image_size),
@@ -107,6 +120,48 @@ def write_run_files(workdir, config, dataset):
   if dataset.mean_image is not None:
     arrays["mean_image"] = np.asarray(dataset.mean_image, np.float32)
   np.savez(os.path.join(workdir, NORMALIZATION_FILE), **arrays)
+
+
+def check_split_record(workdir, dataset, parts=SPLIT_PARTS):
+  """InputError if the run in `workdir` recorded other slices in `parts` of its split.json than
+  `dataset`, loaded from its config now, holds: its split's code or its data changed since it
+  trained, and resuming or evaluating it would mix or misname slices. (kfold_split changed on
+  2026-12-05.)
+
+  A run without split.json (trained before it was recorded, or not yet started) passes. For an
+  ensemble directory each member is checked: on the test slices alone for an ensemble over folds,
+  whose members trained and validated on different slices.
+  """
+  if is_ensemble(workdir):
+    from covseg_jax import ensemble  # Imported here: ensemble builds on this module.
+    if is_fold_ensemble(load_config(workdir)):
+      parts = [part for part in parts if part == "test"]
+    for member in ensemble.member_paths(workdir):
+      check_split_record(member, dataset, parts)
+    return
+  path = os.path.join(workdir, SPLIT_FILE)
+  if not os.path.isfile(path):
+    if os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
+      data = load_config(workdir).data
+      if data.split == "kfold" and 0 < data.fold < data.num_folds - 1:
+        logging.warning("%s: no %s; if it trained before 2026-12-05, fold %d trained and "
+                        "validated on other slices than kfold_split gives now (its test slices "
+                        "are the same)", workdir, SPLIT_FILE, data.fold)
+    return
+  try:
+    with open(path, encoding="utf-8") as f:
+      recorded = json.load(f)
+    recorded = {part: [int(s) for s in recorded[part]] for part in parts}
+  except (OSError, ValueError, TypeError, KeyError) as e:
+    raise InputError(f"{path}: unreadable split record ({e!r})") from None
+  now = split_record(dataset)
+  for part in parts:
+    if recorded[part] != now[part]:
+      changed = sorted(set(recorded[part]) ^ set(now[part]))
+      raise InputError(
+          f"{path}: the run's {part} slices differ from those its data config gives now "
+          f"(slices {changed[:6]}{' ...' if len(changed) > 6 else ''} differ): the split or "
+          "the data changed since it trained; use the code it trained with, or a new --workdir")
 
 
 def is_ensemble(workdir):

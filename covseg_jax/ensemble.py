@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from covseg_jax import checkpoint, config_file, evaluate, parallel
+from covseg_jax.data import pipeline
 from covseg_jax.errors import InputError
 from covseg_jax.sweep import describe_device
 
@@ -146,8 +147,9 @@ def create(members, out, which="last", tta_flip=None, command=None, splits=None)
   tta_flip: None takes the members' eval.tta_flip, which must then agree.
   splits: the splits the caller is to evaluate; None for the default.
   Returns those splits: by default val and test, or test for an ensemble over folds.
-  Raises InputError before writing anything if a member or `out` is unusable, or `splits` names
-  val or train for an ensemble over folds.
+  Raises InputError before writing anything if a member or `out` is unusable (a member whose
+  split.json names other slices than its config gives now among them), or `splits` names val
+  or train for an ensemble over folds.
   """
   _check_out(out, members)
   runs = restore_members(members, which, parallel.create_mesh(jax.devices()[:1]))
@@ -166,6 +168,10 @@ def create(members, out, which="last", tta_flip=None, command=None, splits=None)
     splits = ["test"] if checkpoint.is_fold_ensemble(config) else ["val", "test"]
   for split in splits:
     checkpoint.check_split(out, config, split)
+  dataset = pipeline.load_dataset(config.data)
+  parts = ("test",) if checkpoint.is_fold_ensemble(config) else checkpoint.SPLIT_PARTS
+  for member in members:
+    checkpoint.check_split_record(member, dataset, parts)
   record = {"members": relative, "checkpoint": str(which), "tta_flip": bool(tta_flip),
             "member_steps": [int(r.step) for r in runs], "command": command,
             "device": describe_device(),

@@ -92,7 +92,9 @@ def decision_counts(workdir, split_name, offset_classes=None):
   run = checkpoint.restore_run(workdir, checkpoint.parse_which(which), mesh)
   if offset_classes is not None:
     check_offset_classes(offset_classes, run.num_classes, workdir)
-  split = pipeline.load_dataset(run.config.data).split(split_name)
+  dataset = pipeline.load_dataset(run.config.data)
+  checkpoint.check_split_record(workdir, dataset)
+  split = dataset.split(split_name)
   forward = jax.jit(functools.partial(evaluate.predict_logits, run.model.apply,
                                       tta_flip=run.config.eval.get("tta_flip", False)))
   batch, n = run.config.eval.batch_size, len(split.images)

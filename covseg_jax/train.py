@@ -231,13 +231,15 @@ def train_and_evaluate(config, workdir):
 
   Resumes from the latest good checkpoint in `workdir` when there is one. Raises InputError
   for a config that cannot train (check_config), for a workdir holding a run of another config
-  (checkpoint.check_resumable) and for bad data.
+  (checkpoint.check_resumable) or of other slices (checkpoint.check_split_record) and for bad
+  data.
   """
   mesh = parallel.create_mesh()
   tc = config.train
   check_config(config, mesh)
   checkpoint.check_resumable(workdir, config)
   dataset = pipeline.load_dataset(config.data)
+  checkpoint.check_split_record(workdir, dataset)
   num_train = len(dataset.train.images)
   if tc.batch_size > num_train:
     raise InputError(f"config: train.batch_size={tc.batch_size} exceeds the {num_train} "

@@ -62,11 +62,18 @@ def assert_same(a, b):
   jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
 
 
+def fake_dataset(train=(1, 2, 3, 4, 5, 6), val=(7, 8), test=(9, 10)):
+  """What write_run_files reads of a pipeline.Dataset; the parts' 1-based slice numbers."""
+  parts = {name: types.SimpleNamespace(slice_numbers=np.asarray(numbers))
+           for name, numbers in (("train", train), ("val", val), ("test", test))}
+  return types.SimpleNamespace(task="multi", class_names=CLASS_NAMES,
+                               mean_image=np.full((16, 16), 0.5, np.float32),
+                               split=parts.__getitem__)
+
+
 def make_run(workdir, config, state, steps, best_losses=()):
   """A run directory with run files, periodic checkpoints at `steps` and best ones."""
-  dataset = types.SimpleNamespace(task="multi", class_names=CLASS_NAMES,
-                                  mean_image=np.full((16, 16), 0.5, np.float32))
-  checkpoint.write_run_files(workdir, config, dataset)
+  checkpoint.write_run_files(workdir, config, fake_dataset())
   checkpoints = checkpoint.Checkpointer(workdir, config.checkpoint, total_steps=max(steps or [1]))
   for step in steps:
     assert checkpoints.save(step, state_at(state, step))
@@ -234,6 +241,39 @@ def test_a_run_from_before_a_changed_default_resumes_only_with_the_old_value(tmp
     checkpoint.check_resumable(workdir, config)
   config.train.center_after_augment = False
   checkpoint.check_resumable(workdir, config)
+
+
+def test_a_run_resumes_and_evaluates_only_on_the_slices_it_recorded(tmp_path, config, caplog):
+  workdir = str(tmp_path / "run")
+  checkpoint.check_split_record(workdir, fake_dataset())  # No run there yet.
+  make_run(workdir, config, state=None, steps=[])
+  path = os.path.join(workdir, checkpoint.SPLIT_FILE)
+  with open(path, encoding="utf-8") as f:
+    assert json.load(f) == {"train": [1, 2, 3, 4, 5, 6], "val": [7, 8], "test": [9, 10]}
+  checkpoint.check_split_record(workdir, fake_dataset())
+  with pytest.raises(InputError, match=re.escape(
+      f"{path}: the run's train slices differ from those its data config gives now "
+      "(slices [6, 7] differ): the split or the data changed since it trained; use the code it "
+      "trained with, or a new --workdir")):
+    checkpoint.check_split_record(workdir, fake_dataset(train=(1, 2, 3, 4, 5, 7),
+                                                        val=(6, 8)))
+  with pytest.raises(InputError, match="the run's test slices differ"):
+    checkpoint.check_split_record(workdir, fake_dataset(test=(9,)))
+  with open(path, "w", encoding="utf-8") as f:
+    f.write('{"train": [1, 2')
+  with pytest.raises(InputError, match=re.escape(f"{path}: unreadable split record")):
+    checkpoint.check_split_record(workdir, fake_dataset())
+  # A middle fold of a kfold run from before the record: passes, with a warning.
+  os.remove(path)
+  checkpoint.check_split_record(workdir, fake_dataset())
+  kfold = config.copy_and_resolve_references()
+  kfold.data.split, kfold.data.fold = "kfold", 2
+  checkpoint.write_run_files(workdir, kfold, fake_dataset())
+  os.remove(path)
+  with caplog.at_level(logging.WARNING):
+    checkpoint.check_split_record(workdir, fake_dataset())
+  assert any("fold 2 trained and validated on other slices" in r.getMessage()
+             for r in caplog.records)
 
 
 def test_restore_run_input_errors(tmp_path, config, initial_state):

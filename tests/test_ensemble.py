@@ -149,6 +149,18 @@ def test_an_ensemble_over_folds_is_tested_on_the_paper_test_slices_only(tmp_path
                         f"--out={tmp_path / 'cv'}"]) == 2
   assert "data.fold: 1 vs 0" in capsys.readouterr().err
 
+  # A member whose recorded test slices are not the ones its config gives now: refused.
+  record = read_json(os.path.join(second, checkpoint.SPLIT_FILE))
+  record["test"], record["val"] = record["test"][1:], record["val"] + record["test"][:1]
+  with open(os.path.join(second, checkpoint.SPLIT_FILE), "w", encoding="utf-8") as f:
+    json.dump(record, f)
+  with pytest.raises(InputError, match=f"{second}/split.json: the run's test slices differ"):
+    evaluate.evaluate_run(out, splits=["test"])
+  capsys.readouterr()
+  assert ensemble.main([f"--members={first},{second}", f"--out={fresh}"]) == 2
+  assert "split.json: the run's test slices differ" in capsys.readouterr().err
+  assert not fresh.exists()
+
 
 def test_bad_input_is_one_line_and_writes_nothing(members, tmp_path, capsys):
   out = tmp_path / "out"

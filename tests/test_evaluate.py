@@ -43,7 +43,8 @@ def test_training_writes_the_report_and_run_files(trained_run):
   workdir, _, results = trained_run
   assert results["checkpoint"] == "last" and results["step"] == 18
   assert_report(workdir, "test", 18)
-  for name in (checkpoint.CONFIG_FILE, checkpoint.NORMALIZATION_FILE, "test_metrics.json"):
+  for name in (checkpoint.CONFIG_FILE, checkpoint.NORMALIZATION_FILE, checkpoint.SPLIT_FILE,
+               "test_metrics.json"):
     assert os.path.exists(os.path.join(workdir, name)), name
   assert os.listdir(os.path.join(workdir, checkpoint.CHECKPOINT_DIR)) == ["18"]
   assert os.listdir(os.path.join(workdir, checkpoint.BEST_DIR))
@@ -86,6 +87,22 @@ def test_evaluation_of_the_best_checkpoint_on_validation(trained_run, tmp_path):
   assert results["step"] == best["step"]
   assert results["global_accuracy_mean"] == pytest.approx(best["val/global_accuracy"])
   assert set(results["classes"]) == set(pipeline.load_dataset(config.data).class_names)
+
+
+def test_evaluation_refuses_a_run_whose_slices_changed(trained_run, tmp_path):
+  workdir, _, _ = trained_run
+  copy = str(tmp_path / "copy")
+  shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns("report", "*_metrics.json"))
+  path = os.path.join(copy, checkpoint.SPLIT_FILE)
+  with open(path, encoding="utf-8") as f:
+    record = json.load(f)
+  record["test"], record["train"] = record["test"][1:], record["train"] + record["test"][:1]
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(record, f)
+  with pytest.raises(InputError, match=f"{path}: the run's train slices differ"):
+    evaluate.evaluate_run(copy, which="last", splits=["test"])
+  assert not os.path.exists(os.path.join(copy, "test_metrics.json"))
+  assert not os.path.exists(os.path.join(copy, "report"))
 
 
 def test_evaluate_command_on_a_directory_without_config_exits_2(tmp_path):

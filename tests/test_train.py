@@ -12,7 +12,7 @@ import pytest
 from flax import traverse_util
 
 from configs import lung_resnet, segnet_multi, unet_multi
-from covseg_jax import models, parallel, train
+from covseg_jax import checkpoint, models, parallel, train
 from covseg_jax.data import pipeline, preprocess
 from covseg_jax.errors import InputError
 from tests import helpers
@@ -281,6 +281,20 @@ def test_a_run_of_another_config_is_refused_before_anything_is_written(data_dir,
     train.train_and_evaluate(config, str(workdir))
   assert os.listdir(workdir) == ["config.json"]
   assert (workdir / "config.json").read_bytes() == before
+
+
+def test_a_run_of_other_slices_is_refused_before_anything_is_written(data_dir, tmp_path):
+  config = tiny_config(data_dir)
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+  record = checkpoint.split_record(pipeline.load_dataset(config.data))
+  record["train"], record["val"] = record["train"][1:], record["val"] + record["train"][:1]
+  (workdir / "split.json").write_text(json.dumps(record))
+  with pytest.raises(InputError, match="split.json: the run's train slices differ"):
+    train.train_and_evaluate(config, str(workdir))
+  assert sorted(os.listdir(workdir)) == ["config.json", "split.json"]
+  assert json.loads((workdir / "split.json").read_text()) == record
 
 
 def test_main_reports_a_bad_config_value_in_one_line(tmp_path):
