@@ -122,6 +122,12 @@ def write_run_files(workdir, config, dataset):
   np.savez(os.path.join(workdir, NORMALIZATION_FILE), **arrays)
 
 
+def member_split_parts(config):
+  """The parts of split.json an ensemble's members must share with its data: the test slices
+  alone for an ensemble over folds (`is_fold_ensemble`), else all."""
+  return ("test",) if is_fold_ensemble(config) else SPLIT_PARTS
+
+
 def check_split_record(workdir, dataset, parts=SPLIT_PARTS):
   """InputError if the run in `workdir` recorded other slices in `parts` of its split.json than
   `dataset`, loaded from its config now, holds: its split's code or its data changed since it
@@ -134,10 +140,8 @@ def check_split_record(workdir, dataset, parts=SPLIT_PARTS):
   """
   if is_ensemble(workdir):
     from covseg_jax import ensemble  # Imported here: ensemble builds on this module.
-    if is_fold_ensemble(load_config(workdir)):
-      parts = [part for part in parts if part == "test"]
     for member in ensemble.member_paths(workdir):
-      check_split_record(member, dataset, parts)
+      check_split_record(member, dataset, member_split_parts(load_config(workdir)))
     return
   path = os.path.join(workdir, SPLIT_FILE)
   if not os.path.isfile(path):

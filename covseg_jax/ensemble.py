@@ -169,9 +169,8 @@ def create(members, out, which="last", tta_flip=None, command=None, splits=None)
   for split in splits:
     checkpoint.check_split(out, config, split)
   dataset = pipeline.load_dataset(config.data)
-  parts = ("test",) if checkpoint.is_fold_ensemble(config) else checkpoint.SPLIT_PARTS
   for member in members:
-    checkpoint.check_split_record(member, dataset, parts)
+    checkpoint.check_split_record(member, dataset, checkpoint.member_split_parts(config))
   record = {"members": relative, "checkpoint": str(which), "tta_flip": bool(tta_flip),
             "member_steps": [int(r.step) for r in runs], "command": command,
             "device": describe_device(),
