@@ -281,10 +281,10 @@ def evaluate_run(workdir, which=None, splits=None, mesh=None, tta_flip=None, fil
   problem = decision_problem(foreground_threshold, logit_offsets, config.data.task)
   if problem:
     raise InputError(f"{workdir}: {problem}")
+  dataset = pipeline.load_dataset(config.data)
+  checkpoint.check_split_record(workdir, dataset)
   mesh = parallel.create_mesh() if mesh is None else mesh
   run = checkpoint.restore_run(workdir, which, mesh)
-  dataset = pipeline.load_dataset(run.config.data)
-  checkpoint.check_split_record(workdir, dataset)
   evaluator = Evaluator(mesh, run.model.apply, run.config.train.loss, dataset.class_weights,
                         run.config.eval.batch_size, tta_flip, fill_holes, foreground_threshold,
                         logit_offsets)

@@ -346,16 +346,20 @@ def describe_family(run):
     details.append(f"rotation ±{train['rotation_degrees']:g}°")
   if train.get("scale_range"):
     details.append(f"zoom ±{train['scale_range']:g}")
-  if run.config.get("eval", {}).get("tta_flip"):
-    details.append("flip TTA")
-  if run.config.get("eval", {}).get("fill_holes"):
-    details.append("hole filling")
-  if run.config.get("eval", {}).get("foreground_threshold", 0.5) != 0.5:
-    details.append(f"foreground threshold {run.config['eval']['foreground_threshold']:g}")
-  if run.config.get("eval", {}).get("logit_offsets"):
-    details.append(f"logit offsets {_offsets(run.config['eval']['logit_offsets'])}")
   if "ensemble" in run.config:
     details.append(f"ensembles of {len(run.config['ensemble']['members'])} runs")
+  evaluation = []  # as configured; each run's "Test metrics from" line says what it was tested with
+  eval_config = run.config.get("eval", {})
+  if eval_config.get("tta_flip"):
+    evaluation.append("flip TTA")
+  if eval_config.get("fill_holes"):
+    evaluation.append("hole filling")
+  if eval_config.get("foreground_threshold", 0.5) != 0.5:
+    evaluation.append(f"foreground threshold {eval_config['foreground_threshold']:g}")
+  if eval_config.get("logit_offsets"):
+    evaluation.append(f"logit offsets {_offsets(eval_config['logit_offsets'])}")
+  if evaluation:
+    details.append("configured evaluation: " + ", ".join(evaluation))
   return f"{MODEL_NAMES.get(model['name'], model['name'])}, {task_name} ({', '.join(details)})"
 
 

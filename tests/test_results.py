@@ -223,11 +223,11 @@ def test_family_heading_names_the_training_changes():
                           test=None, record=None)
   assert results.describe_family(run) == (
       "SegNet, multi-class (features [16, 32, 64], float32, loss weighted_ce+dice, "
-      "rotation ±15°, zoom ±0.15, flip TTA)")
+      "rotation ±15°, zoom ±0.15, configured evaluation: flip TTA)")
   config["train"].update(rotation_degrees=0.0, scale_range=0.0)
   assert "rotation" not in results.describe_family(run)
   config["eval"]["fill_holes"] = True
-  assert results.describe_family(run).endswith("flip TTA, hole filling)")
+  assert results.describe_family(run).endswith("configured evaluation: flip TTA, hole filling)")
   config["eval"]["foreground_threshold"] = 0.85
   assert results.describe_family(run).endswith("hole filling, foreground threshold 0.85)")
   config["eval"].update(foreground_threshold=0.5, logit_offsets=[0.0, -1.5, -0.25, -2.0])
