@@ -1,4 +1,4 @@
-"""Tests of the paper's split, seeded splits and k-fold cross-validation."""
+"""Tests of the paper's split and k-fold cross-validation."""
 import json
 
 import numpy as np
@@ -59,17 +59,6 @@ def test_paper_split_reads_and_checks_the_json(tmp_path):
     splits.paper_split(tmp_path)
   assert splits.paper_split(tmp_path / 'elsewhere').test.tolist() == [
       k - 1 for k in PAPER_TEST_SLICES]
-
-
-def test_seeded_split():
-  split = splits.seeded_split(100, seed=3)
-  assert (len(split.train), len(split.val), len(split.test)) == (72, 10, 18)
-  _assert_partition(split, 100)
-  again = splits.seeded_split(100, seed=3)
-  assert np.array_equal(split.test, again.test)
-  assert not np.array_equal(split.test, splits.seeded_split(100, seed=4).test)
-  with pytest.raises(ValueError):
-    splits.seeded_split(10, seed=0, fractions=(0.5, 0.5, 0.5))
 
 
 @pytest.mark.parametrize('n', [100, 23])

@@ -1,4 +1,4 @@
-"""Train/validation/test splits of the slices: the paper's exact split, seeded and k-fold ones.
+"""Train/validation/test splits of the slices: the paper's exact split and k-fold ones.
 
 data.split names one of SPLITS: 'paper' (the authors' 72/10/18), 'kfold' (five folds whose test
 sets partition the 100 slices: cross-validation) or 'paper_kfold' (the paper's 18 test slices
@@ -88,21 +88,6 @@ def paper_split(data_dir=None):
     if path.exists():
       return _read_split_json(path)
   return computed_paper_split()
-
-
-def _check_fractions(fractions):
-  if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
-    raise ValueError(f'fractions must be three non-negative numbers summing to 1: {fractions}')
-
-
-def seeded_split(n, seed, fractions=(0.72, 0.10, 0.18)):
-  """A random train/val/test split of `n` slices; sizes are rounded, test takes the rest."""
-  _check_fractions(fractions)
-  order = np.random.default_rng(seed).permutation(n)
-  n_train = round(fractions[0] * n)
-  n_val = round(fractions[1] * n)
-  return _sorted_split(order[:n_train], order[n_train:n_train + n_val],
-                       order[n_train + n_val:])
 
 
 def kfold_split(n, num_folds, fold, seed, val_fraction=0.1):
