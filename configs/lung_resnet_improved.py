@@ -6,8 +6,8 @@ chosen on the validation sets of five-fold cross-validation at the :cpu scale (1
 40 epochs, 2x narrower; RESULTS.md), never on the test set.
 (Those folds are kfold_split's before 2026-12-05, whose folds 1 to 4 all validated on the same
 10 slices: each "five folds" below rests on two validation sets. RESULTS.md, *The validation
-folds*, has what was re-measured on the disjoint folds since: on four of them both changes
-are up on every fold, validation lung Dice 0.9610 -> 0.9636 with flips, 0.9644 with both.)
+folds*, has what was re-measured on the disjoint folds since: on all five both changes are
+up on every fold, validation lung Dice 0.9620 -> 0.9650 with flips, 0.9659 with both.)
   - eval.tta_flip = True: the final evaluation (and predict) averages each slice's softmax with
     that of its top-bottom mirror. Lung Dice 0.9665 -> 0.970 over the five folds, up on every
     one of fifteen fold models (the Dice loss's and those of the first two settings below).
