@@ -140,8 +140,9 @@ def check_split_record(workdir, dataset, parts=SPLIT_PARTS):
   """
   if is_ensemble(workdir):
     from covseg_jax import ensemble  # Imported here: ensemble builds on this module.
+    member_parts = member_split_parts(load_config(workdir))
     for member in ensemble.member_paths(workdir):
-      check_split_record(member, dataset, member_split_parts(load_config(workdir)))
+      check_split_record(member, dataset, member_parts)
     return
   path = os.path.join(workdir, SPLIT_FILE)
   if not os.path.isfile(path):

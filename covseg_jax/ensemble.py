@@ -169,8 +169,9 @@ def create(members, out, which="last", tta_flip=None, command=None, splits=None)
   for split in splits:
     checkpoint.check_split(out, config, split)
   dataset = pipeline.load_dataset(config.data)
+  member_parts = checkpoint.member_split_parts(config)
   for member in members:
-    checkpoint.check_split_record(member, dataset, checkpoint.member_split_parts(config))
+    checkpoint.check_split_record(member, dataset, member_parts)
   record = {"members": relative, "checkpoint": str(which), "tta_flip": bool(tta_flip),
             "member_steps": [int(r.step) for r in runs], "command": command,
             "device": describe_device(),
