@@ -10,6 +10,10 @@ folds*, has what was re-measured on the disjoint folds since.)
   - train.loss = 'weighted_ce+dice': the median-frequency weighted cross-entropy plus soft Dice.
     Mean over folds of the last validation scores: global accuracy 0.837 -> 0.938, Dice ground
     glass 0.219 -> 0.335, consolidation 0.408 -> 0.581, pleural effusion 0.025 -> 0.050.
+    (The Dice loss alone instead: on the disjoint folds consolidation 0.550 -> 0.596, up on
+    every fold, ground glass and effusion mixed; at 256x256 with 160 epochs on the paper's
+    validation slices, two seeds, lower on every class: 0.598 / 0.680 / 0.470 -> 0.542 / 0.572
+    / 0.341. Not adopted.)
   - eval.tta_flip = True: the final evaluation (and predict) averages each slice's softmax with
     that of its top-bottom mirror. The ten fold models of both losses: global accuracy
     0.887 -> 0.892, Dice 0.277 -> 0.290, 0.495 -> 0.498, 0.038 -> 0.047. Disjoint folds:
