@@ -3,7 +3,8 @@ against the Dice loss alone, the same seeds on the same CPU, on the paper's vali
 
 Pooled Dice from the val_metrics.json and test_metrics.json that covseg_jax.main and
 covseg_jax.ensemble wrote (flip TTA, last checkpoint), per seed, as the mean over the seeds, and
-for the ensemble of the seeds (RESULTS.md block R26). Run from the repository root:
+for the ensembles of seeds 0 and 1 and, where trained, of seeds 0, 1 and 2 (RESULTS.md block R26).
+The comparison uses the seeds that both losses have. Run from the repository root:
 python results/cpu_session26/dice_loss_256_table.py
 """
 import json
@@ -41,10 +42,12 @@ for split in ("val", "test"):
   print("| run | Dice |")
   print("|---|---|")
   for name, sweep in LOSSES.items():
+    for s in range(3):
+      if dice(run_dir(sweep, s), split):
+        print(row(f"{name}, seed {s}", dice(run_dir(sweep, s), split)))
     per_seed = [dice(run_dir(sweep, s), split) for s in seeds]
-    for s, values in zip(seeds, per_seed):
-      print(row(f"{name}, seed {s}", values))
     print(row(f"{name}, mean over seeds {seeds}", [sum(v) / len(v) for v in zip(*per_seed)]))
-    ensemble = dice(f"{ROOT}/{sweep}_ensemble/exp7", split)
-    if ensemble:
-      print(row(f"{name}, ensemble of the seeds", ensemble))
+    for suffix, members in (("_ensemble_seeds01", "seeds 0 and 1"), ("_ensemble", "seeds 0, 1, 2")):
+      ensemble = dice(f"{ROOT}/{sweep}{suffix}/exp7", split)
+      if ensemble:
+        print(row(f"{name}, ensemble of {members}", ensemble))
