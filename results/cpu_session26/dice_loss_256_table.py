@@ -35,17 +35,18 @@ def row(name, values):
   return f"| {name} | " + " / ".join(f"{v:.3f}" for v in values) + " |"
 
 
-seeds = [s for s in range(3)
-         if all(dice(run_dir(sweep, s), "val") for sweep in LOSSES.values())]
+scores = {(sweep, s, split): dice(run_dir(sweep, s), split)
+          for sweep in LOSSES.values() for s in range(3) for split in ("val", "test")}
+seeds = [s for s in range(3) if all(scores[sweep, s, "val"] for sweep in LOSSES.values())]
 for split in ("val", "test"):
   print(f"\n## {split} slices: pooled Dice, ground glass / consolidation / effusion\n")
   print("| run | Dice |")
   print("|---|---|")
   for name, sweep in LOSSES.items():
     for s in range(3):
-      if dice(run_dir(sweep, s), split):
-        print(row(f"{name}, seed {s}", dice(run_dir(sweep, s), split)))
-    per_seed = [dice(run_dir(sweep, s), split) for s in seeds]
+      if scores[sweep, s, split]:
+        print(row(f"{name}, seed {s}", scores[sweep, s, split]))
+    per_seed = [scores[sweep, s, split] for s in seeds]
     print(row(f"{name}, mean over seeds {seeds}", [sum(v) / len(v) for v in zip(*per_seed)]))
     for suffix, members in (("_ensemble_seeds01", "seeds 0 and 1"), ("_ensemble", "seeds 0, 1, 2")):
       ensemble = dice(f"{ROOT}/{sweep}{suffix}/exp7", split)
