@@ -45,6 +45,9 @@ def get_config(arg=None):
   config.train.epochs = 160
   config.train.batch_size = 4  # Global batch, split over all devices.
   config.train.learning_rate = 1e-3
+  # 'piecewise' (the paper's): x lr_drop_factor every lr_drop_every_epochs epochs; 'cosine':
+  # from learning_rate down to 0 at the last step (not in the paper; ignores the two below).
+  config.train.lr_schedule = "piecewise"
   config.train.lr_drop_factor = 0.95  # Piecewise schedule: x0.95 ...
   config.train.lr_drop_every_epochs = 12  # ... every 12 epochs.
   config.train.l2 = 1e-4  # MATLAB L2Regularization: l2 * w added to the weights' gradients.

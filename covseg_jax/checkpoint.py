@@ -55,8 +55,9 @@ def parse_which(text):
 
 
 # Config fields a resumed run may change, since none changes what it learns: the data's location,
-# the length (a larger train.epochs extends a finished run: the learning-rate schedule depends on
-# the step alone), how often it logs, validates and saves, and the final evaluation.
+# the length (a larger train.epochs extends a finished run: the piecewise learning-rate schedule
+# depends on the step alone; the cosine one on the length too, so check_resumable holds its
+# train.epochs), how often it logs, validates and saves, and the final evaluation.
 RESUMABLE_FIELDS = ("data.data_dir", "train.epochs", "train.steps_per_call",
                     "train.log_every_steps", "train.val_every_steps",
                     "train.image_summary_every_steps", "train.image_summary_slices")
@@ -78,8 +79,11 @@ def check_resumable(workdir, config):
     return
   saved = {**TRAINED_BEFORE_FIELD, **config_file.flatten(load_config(workdir))}
   given = config_file.flatten(json.loads(config.to_json_best_effort()))  # Tuples as lists.
+  resumable = set(RESUMABLE_FIELDS)
+  if saved.get("train.lr_schedule") == "cosine":  # Its learning rate at a step depends on the length.
+    resumable.discard("train.epochs")
   for key in sorted(saved.keys() & given.keys()):
-    if (saved[key] != given[key] and key not in RESUMABLE_FIELDS
+    if (saved[key] != given[key] and key not in resumable
         and key.split(".")[0] not in RESUMABLE_SECTIONS):
       raise InputError(f"{workdir}: holds a run with {key}={saved[key]!r}, not {given[key]!r}: "
                        "give a new --workdir, or resume it with its own config")

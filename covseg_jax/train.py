@@ -29,8 +29,19 @@ class TrainState(train_state.TrainState):
   batch_stats: Any
 
 
+SCHEDULES = ("piecewise", "cosine")
+
+
 def create_learning_rate_fn(train_config, steps_per_epoch):
-  """Piecewise-constant: multiply by lr_drop_factor every lr_drop_every_epochs epochs."""
+  """The learning rate at each step, by train_config.lr_schedule: 'piecewise' (the paper's:
+  multiply by lr_drop_factor every lr_drop_every_epochs epochs) or 'cosine' (from learning_rate
+  down to 0 at the last of train_config.epochs' steps, half a cosine)."""
+  if train_config.lr_schedule == "cosine":
+    return optax.cosine_decay_schedule(init_value=train_config.learning_rate,
+                                       decay_steps=train_config.epochs * steps_per_epoch)
+  if train_config.lr_schedule != "piecewise":
+    raise ValueError(f"unknown learning-rate schedule {train_config.lr_schedule!r}: use one of "
+                     f"{SCHEDULES}")
   return optax.exponential_decay(
       init_value=train_config.learning_rate,
       transition_steps=train_config.lr_drop_every_epochs * steps_per_epoch,
@@ -200,6 +211,7 @@ def check_config(config, mesh):
       (0 <= tc.scale_range < 1, f"train.scale_range={tc.scale_range} must be in [0, 1)"),
       (config.eval.batch_size >= 1, f"eval.batch_size={config.eval.batch_size} must be at least 1"),
       (tc.loss in losses.LOSSES, f"train.loss={tc.loss!r} is not one of {losses.LOSSES}"),
+      (tc.lr_schedule in SCHEDULES, f"train.lr_schedule={tc.lr_schedule!r} is not one of {SCHEDULES}"),
       (data.task in preprocess.TASKS, f"data.task={data.task!r} is not one of {preprocess.TASKS}"),
       (data.task == "lung" or not config.eval.fill_holes,
        f"eval.fill_holes is for the lung task, not data.task={data.task!r}"),

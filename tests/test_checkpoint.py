@@ -226,6 +226,17 @@ def test_a_run_resumes_only_with_a_config_that_trains_it_the_same_way(tmp_path, 
       checkpoint.check_resumable(workdir, other)
 
 
+def test_a_cosine_run_cannot_be_extended(tmp_path, config):
+  workdir = str(tmp_path / "run")
+  config.train.lr_schedule = "cosine"
+  make_run(workdir, config, state=None, steps=[])
+  longer = config.copy_and_resolve_references()
+  longer.train.epochs *= 2  # Would change the learning rate of every step already taken.
+  with pytest.raises(InputError, match=re.escape(
+      f"{workdir}: holds a run with train.epochs={config.train.epochs}, not {longer.train.epochs}")):
+    checkpoint.check_resumable(workdir, longer)
+
+
 def test_a_run_from_before_a_changed_default_resumes_only_with_the_old_value(tmp_path, config):
   workdir = str(tmp_path / "run")
   make_run(workdir, config, state=None, steps=[])

@@ -58,6 +58,21 @@ def make_step(config, dataset, mesh, optimizer=None):
   return parallel.replicate(state, mesh), step, args, weights
 
 
+def test_learning_rate_schedules():
+  config = segnet_multi.get_config()  # x0.95 every 12 epochs.
+  config.train.learning_rate = 1e-3
+  piecewise = train.create_learning_rate_fn(config.train, 10)
+  assert [float(piecewise(step)) for step in (0, 119, 120, 240)] == pytest.approx(
+      [1e-3, 1e-3, 0.95e-3, 0.95 ** 2 * 1e-3])
+  config.train.lr_schedule = "cosine"
+  config.train.epochs = 4
+  cosine = train.create_learning_rate_fn(config.train, 10)  # 40 steps.
+  assert [float(cosine(step)) for step in (0, 20, 40, 50)] == pytest.approx(
+      [1e-3, 0.5e-3, 0.0, 0.0], abs=1e-9)
+  config.train.epochs = 8  # The same step of a longer run has a larger rate.
+  assert float(train.create_learning_rate_fn(config.train, 10)(20)) > float(cosine(20))
+
+
 @pytest.mark.parametrize("batchnorm_offsets", [True, False])
 @pytest.mark.parametrize("family", [segnet_multi, unet_multi])
 def test_l2_decays_weights_and_optionally_batchnorm_offsets_never_conv_biases(
@@ -248,6 +263,7 @@ def test_steps_per_call_does_not_change_the_run(data_dir, tmp_path):
     ("train.steps_per_call", 0, "train.steps_per_call=0 must be at least 1"),
     ("train.epochs", 0, "train.epochs=0 must be at least 1"),
     ("train.loss", "focal", "train.loss='focal' is not one of"),
+    ("train.lr_schedule", "linear", "train.lr_schedule='linear' is not one of"),
     ("train.batch_size", 3, "train.batch_size=3 is not divisible by the 8 devices"),
     ("data.normalization", "hu", "data.normalization='hu' is not one of"),
     ("data.split", "folds", "data.split='folds' is not one of"),
