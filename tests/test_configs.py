@@ -77,6 +77,7 @@ def test_load_rejects_bad_input_in_one_line(in_repo, config_arg, overrides, mess
 def test_faithful_protocol_fields():
   config = load("segnet_multi")
   assert config.data.image_size == 256 and config.train.epochs == 160
+  assert config.train.lr_schedule == "piecewise"
   assert config.train.lr_drop_factor == 0.95 and config.train.lr_drop_every_epochs == 12
   assert config.train.l2 == 1e-4 and config.train.shear_degrees == 10.0
   assert config.data.normalization == "zero_center" and config.data.split == "paper"
