@@ -342,6 +342,8 @@ def describe_family(run):
   train = run.config.get("train", {})
   if train.get("loss"):
     details.append(f"loss {train['loss']}")
+  if train.get("lr_schedule", "piecewise") != "piecewise":
+    details.append(f"{train['lr_schedule']} learning-rate schedule")
   if train.get("rotation_degrees"):
     details.append(f"rotation ±{train['rotation_degrees']:g}°")
   if train.get("scale_range"):

@@ -226,6 +226,10 @@ def test_family_heading_names_the_training_changes():
       "rotation ±15°, zoom ±0.15, configured evaluation: flip TTA)")
   config["train"].update(rotation_degrees=0.0, scale_range=0.0)
   assert "rotation" not in results.describe_family(run)
+  config["train"]["lr_schedule"] = "cosine"
+  assert results.describe_family(run) == (
+      "SegNet, multi-class (features [16, 32, 64], float32, loss weighted_ce+dice, "
+      "cosine learning-rate schedule, configured evaluation: flip TTA)")
   config["eval"]["fill_holes"] = True
   assert results.describe_family(run).endswith("configured evaluation: flip TTA, hole filling)")
   config["eval"]["foreground_threshold"] = 0.85
