@@ -33,6 +33,10 @@ folds*, has what was re-measured on the disjoint folds since.)
     4 of 5 folds for ground glass, 5 of 5 for consolidation). Disjoint folds, with flip TTA,
     against the seeds' mean: ground glass 0.403 -> 0.451 (every fold up), consolidation
     0.550 -> 0.568 (4 of 5), pleural effusion 0.254 -> 0.278 (3 of the 4 folds with it).
+  - Not in it: a cosine learning-rate decay to 0 (train.lr_schedule = 'cosine') instead of the
+    paper's drops. Disjoint folds, three seeds, flip TTA: ground glass 0.403 -> 0.461 (up on
+    every fold), consolidation 0.550 -> 0.595 (4 of 5), pleural effusion 0.254 -> 0.224 (2 of
+    4). A candidate until three seeds at 256x256 with 160 epochs decide (not run yet).
 
   python -m covseg_jax.main --config=configs/segnet_multi_improved.py --workdir=runs/segnet_multi_improved
   for seed in 1 2; do
