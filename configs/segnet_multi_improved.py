@@ -36,8 +36,8 @@ folds*, has what was re-measured on the disjoint folds since.)
   - Not in it: a cosine learning-rate decay to 0 (train.lr_schedule = 'cosine') instead of the
     paper's drops. Disjoint folds, three seeds, flip TTA: ground glass 0.403 -> 0.461 (up on
     every fold), consolidation 0.550 -> 0.595 (4 of 5), pleural effusion 0.254 -> 0.224 (2 of
-    4). At 256x256 with 160 epochs (the paper's validation slices, seed 0) those gains did not
-    repeat: 0.585 -> 0.579, 0.706 -> 0.667, 0.423 -> 0.486 (RESULTS.md, block R28).
+    4). At 256x256 with 160 epochs (the paper's validation slices, two seeds' mean) those
+    gains did not repeat: 0.598 -> 0.574, 0.680 -> 0.669, 0.470 -> 0.508 (RESULTS.md, R28).
 
   python -m covseg_jax.main --config=configs/segnet_multi_improved.py --workdir=runs/segnet_multi_improved
   for seed in 1 2; do
