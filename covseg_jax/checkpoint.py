@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import json
 import os
+import sys
 from typing import Any, Union
 
 import jax
@@ -237,12 +238,35 @@ def _state_items(state):
           "train": {"step": state.step, "opt_state": state.opt_state}}
 
 
+def _drop_abandoned_reads():
+  """Silences the aftermath of a failed restore: once orbax has given up on a damaged
+  checkpoint and closed its asyncio loop, tensorstore still finishes the other arrays' reads and
+  hands each result to that closed loop; each hand-over ends as an unraisable
+  RuntimeError('Event loop is closed'), which Python prints as a traceback, some before orbax's
+  error reaches us, some after the restore has returned. From the first restore on, those (and
+  only those) are dropped for the rest of the process; every other unraisable exception still
+  reaches the hook that was there before.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_abandoned_reads", False):
+    return
+
+  def hook(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError)
+            and str(unraisable.exc_value) == "Event loop is closed"):
+      previous(unraisable)
+
+  hook.drops_abandoned_reads = True
+  sys.unraisablehook = hook
+
+
 def _restore_newest_good(manager, steps, args):
   """Restores the newest of `steps` that orbax can read; returns (restored, step, damaged steps).
 
   A damaged checkpoint makes orbax raise rather than fall back, so each is tried in turn from
   the newest; `restored` is None when every one is damaged.
   """
+  _drop_abandoned_reads()
   damaged = []
   for step in sorted(steps, reverse=True):
     try:

@@ -805,6 +805,17 @@ def test_cli_rejects_wrong_missing_and_damaged_runs(tmp_path, trained, capsys):
                          f'--infection_run={trained["multi"]}', f'--lung_run={trained["lung"]}',
                          '--checkpoint=999'])
   assert status == 2 and 'no checkpoint at step 999' in capsys.readouterr().err
+  # In a process of its own (pytest swaps sys.unraisablehook around each test), the abandoned
+  # reads of the damaged checkpoint print no traceback: the error is the last line, and the
+  # only one besides the warnings about the damaged checkpoint.
+  result = _subprocess(f'--input={tmp_path / "p.nii.gz"}', f'--output={tmp_path / "out"}',
+                       f'--infection_run={trained["multi"]}', f'--lung_run={damaged}',
+                       '--checkpoint=best')
+  lines = result.stderr.splitlines()
+  assert result.returncode == 2 and result.stdout == '', result.stderr
+  assert lines[-1] == f'error: {damaged / "checkpoints_best"}: checkpoint(s) [9] damaged', lines
+  assert all('is damaged' in line for line in lines[:-1]), lines
+  assert not (tmp_path / 'out').exists()
 
 
 @pytest.mark.slow
