@@ -61,16 +61,16 @@ for fold in range(5):
   dataset = pipeline.load_dataset(config.data)
   run = checkpoint.restore_run(workdir, config.eval.checkpoint, mesh)
   evaluator = evaluate.Evaluator(mesh, run.model.apply, config.train.loss, dataset.class_weights,
-                                 config.eval.batch_size, tta_flip=True, fill_holes=True)
+                                 config.eval.batch_size, config.eval.tta_flip, config.eval.fill_holes)
   split = dataset.split("val")
   predicted, _ = evaluator(run.variables, split)
   truth, predicted = np.asarray(split.labels) == 1, predicted == 1
-  stray = np.stack([p & ~touching(p, t) for p, t in zip(predicted, truth)])
+  oracle = np.stack([touching(p, t) for p, t in zip(predicted, truth)])
+  stray = predicted & ~oracle
   per_slice = [dice(t, p) for t, p in zip(truth, predicted)]
   worst = int(np.argmin(per_slice))
   filtered = {name: np.stack([f(p) for p in predicted])
               for name, f in (("largest", keep_largest), ("small", drop_small))}
-  oracle = np.stack([touching(p, t) for p, t in zip(predicted, truth)])
   print(f"| {fold} | {truth.sum()} | {(predicted & ~truth).sum()} ({stray.sum()}) "
         f"| {(truth & ~predicted).sum()} | {split.slice_numbers[worst]}: {per_slice[worst]:.3f} "
         f"| {dice(truth, predicted):.4f} "
