@@ -61,6 +61,9 @@ def get_config(arg=None):
   config.train.shear_degrees = 10.0  # Random X and Y shear in [-10, 10] degrees.
   config.train.rotation_degrees = 0.0  # Random rotation in [-r, r] degrees; not in the paper.
   config.train.scale_range = 0.0  # Random zoom in [1 - s, 1 + s]; not in the paper.
+  # Random gamma of each image's tones, g in [1 / (1 + r), 1 + r] (augment.random_gamma);
+  # not in the paper.
+  config.train.gamma_range = 0.0
   # MATLAB's order: the datastore flips and shears the images, then the input layer subtracts
   # the mean image ('zero_center' only). False flips and shears the centred images, mean and all.
   config.train.center_after_augment = True

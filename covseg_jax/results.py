@@ -348,6 +348,8 @@ def describe_family(run):
     details.append(f"rotation ±{train['rotation_degrees']:g}°")
   if train.get("scale_range"):
     details.append(f"zoom ±{train['scale_range']:g}")
+  if train.get("gamma_range"):
+    details.append(f"gamma range {train['gamma_range']:g}")
   if "ensemble" in run.config:
     details.append(f"ensembles of {len(run.config['ensemble']['members'])} runs")
   evaluation = []  # as configured; each run's "Test metrics from" line says what it was tested with

@@ -92,7 +92,8 @@ def augmented_batch(images, labels, indices, key, center, train_config):
   batch_images, batch_labels = augment.augment(
       sample_keys, batch_images, labels[indices],
       flip=train_config.flip, shear_degrees=train_config.shear_degrees,
-      rotation_degrees=train_config.rotation_degrees, scale_range=train_config.scale_range)
+      rotation_degrees=train_config.rotation_degrees, scale_range=train_config.scale_range,
+      gamma_range=train_config.gamma_range)
   return batch_images if center is None else batch_images - center, batch_labels
 
 
@@ -209,6 +210,7 @@ def check_config(config, mesh):
       (tc.batch_size >= 1, f"train.batch_size={tc.batch_size} must be at least 1"),
       (tc.steps_per_call >= 1, f"train.steps_per_call={tc.steps_per_call} must be at least 1"),
       (0 <= tc.scale_range < 1, f"train.scale_range={tc.scale_range} must be in [0, 1)"),
+      (tc.gamma_range >= 0, f"train.gamma_range={tc.gamma_range} must be at least 0"),
       (config.eval.batch_size >= 1, f"eval.batch_size={config.eval.batch_size} must be at least 1"),
       (tc.loss in losses.LOSSES, f"train.loss={tc.loss!r} is not one of {losses.LOSSES}"),
       (tc.lr_schedule in SCHEDULES, f"train.lr_schedule={tc.lr_schedule!r} is not one of {SCHEDULES}"),

@@ -1,4 +1,4 @@
-"""Tests of the augmentation: flip and shear (the paper's), rotation and zoom."""
+"""Tests of the augmentation: flip and shear (the paper's), rotation, zoom and gamma."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +9,7 @@ from covseg_jax.data import synthetic
 
 # Compiled once per static configuration and shape, shared by the tests.
 _augment = jax.jit(augment.augment, static_argnames=('flip', 'shear_degrees', 'rotation_degrees',
-                                                    'scale_range'))
+                                                    'scale_range', 'gamma_range'))
 _params = jax.jit(jax.vmap(augment.sample_params, in_axes=(0, None, None, None, None)),
                   static_argnums=(1, 2, 3, 4))
 _warp = jax.jit(jax.vmap(augment.warp, in_axes=(0, 0, 0, 0, 0, 0, None)), static_argnums=6)
@@ -129,3 +129,31 @@ def test_rotation_and_zoom_geometry():
   assert zoomed[4].tolist() == [0, 0, 1, 1, 1, 1, 1, 0, 0]
   assert zoomed.sum() == zoomed[3:6].sum() and zoomed[3:6].sum() > 5
 
+
+
+def test_gamma_keeps_each_images_range_and_order(batch):
+  images, labels = batch
+  images = images * 3.0 - 1.0  # Any intensity scale: here [-1, 2].
+  keys = _keys(6, seed=7)
+  plain = _augment(keys, images, labels)
+  out_images, out_labels = _augment(keys, images, labels, gamma_range=0.5)
+  # The geometric draws are those without gamma: the same labels, the same sampling.
+  np.testing.assert_array_equal(out_labels, plain[1])
+  assert not np.allclose(out_images, plain[0], atol=1e-3)
+  gammas = []
+  for key, image in zip(keys, images):
+    changed = np.asarray(augment.random_gamma(jax.random.fold_in(key, 3), image, 0.5))
+    flat, new = np.asarray(image).ravel(), changed.ravel()
+    # Minimum and maximum stay; the tones between keep their order.
+    assert new.min() == flat.min() and np.isclose(new.max(), flat.max())
+    order = np.argsort(flat)
+    assert np.all(np.diff(new[order]) >= -1e-6)
+    # The middle tone moves as unit ** g: recover g from it.
+    low, span = flat.min(), flat.max() - flat.min()
+    middle = order[len(order) // 2]
+    gammas.append(np.log((new[middle] - low) / span) / np.log((flat[middle] - low) / span))
+  assert all(1 / 1.5 - 1e-3 <= g <= 1.5 + 1e-3 for g in gammas)
+  assert min(gammas) < 0.95 and max(gammas) > 1.05  # Both darker and brighter with these keys.
+  # A constant image has no tones to change.
+  constant = jnp.full((8, 8, 1), 0.25, jnp.float32)
+  np.testing.assert_array_equal(augment.random_gamma(keys[0], constant, 0.5), constant)

@@ -264,6 +264,7 @@ def test_steps_per_call_does_not_change_the_run(data_dir, tmp_path):
     ("train.epochs", 0, "train.epochs=0 must be at least 1"),
     ("train.loss", "focal", "train.loss='focal' is not one of"),
     ("train.lr_schedule", "linear", "train.lr_schedule='linear' is not one of"),
+    ("train.gamma_range", -0.5, "train.gamma_range=-0.5 must be at least 0"),
     ("train.batch_size", 3, "train.batch_size=3 is not divisible by the 8 devices"),
     ("data.normalization", "hu", "data.normalization='hu' is not one of"),
     ("data.split", "folds", "data.split='folds' is not one of"),

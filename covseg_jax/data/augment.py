@@ -1,5 +1,5 @@
 """On-device augmentation: the paper's random vertical flip and x/y shear, plus optional random
-rotation and scaling (off in the paper's configs).
+rotation, scaling and gamma (off in the paper's configs).
 
 Pure jax.numpy, meant to run inside `jax.jit`. Each sample draws from its own PRNG
 key, so a sample's augmentation does not depend on the batch it is in or on how the
@@ -31,6 +31,21 @@ def sample_params(key, flip=True, shear_degrees=10.0, rotation_degrees=0.0, scal
     scale = 1.0 + scale_range * jax.random.uniform(jax.random.fold_in(key, 2), minval=-1.0,
                                                    maxval=1.0)
   return do_flip, shear[0], shear[1], rotation, scale
+
+
+def random_gamma(key, image, gamma_range):
+  """Raises one image's intensities, rescaled to [0, 1] by its own minimum and maximum, to a
+  random power g and maps them back to their range: the minimum and maximum stay, the tones
+  between them get darker (g > 1) or brighter (g < 1). log g is uniform in
+  [-log(1 + gamma_range), log(1 + gamma_range)], so 0.5 draws g from [0.67, 1.5].
+  Works in any intensity scale (8-bit, centred, z-scored); a constant image stays as it is.
+  """
+  log_range = jnp.log1p(gamma_range)
+  gamma = jnp.exp(jax.random.uniform(key, minval=-log_range, maxval=log_range))
+  low, high = jnp.min(image), jnp.max(image)
+  span = jnp.where(high > low, high - low, 1.0)
+  unit = jnp.clip((image - low) / span, 0.0, 1.0)
+  return (low + span * unit ** gamma).astype(image.dtype)
 
 
 def _source_coordinates(height, width, shear_x, shear_y, rotation, scale):
@@ -98,8 +113,9 @@ def warp(array, flip, shear_x, shear_y, rotation, scale, order):
 
 
 def augment(keys, images, labels, flip=True, shear_degrees=10.0, rotation_degrees=0.0,
-            scale_range=0.0):
-  """Randomly flips, shears, rotates and zooms a batch, images and labels alike.
+            scale_range=0.0, gamma_range=0.0):
+  """Randomly changes each image's gamma, then flips, shears, rotates and zooms images and
+  labels alike.
 
   Args:
     keys: (B,) per-sample PRNG keys (typed keys or raw uint32 (B, 2)).
@@ -109,12 +125,16 @@ def augment(keys, images, labels, flip=True, shear_degrees=10.0, rotation_degree
     shear_degrees: shear angles in x and y are uniform in [-shear_degrees, shear_degrees].
     rotation_degrees: the rotation angle is uniform in [-rotation_degrees, rotation_degrees].
     scale_range: the zoom factor is uniform in [1 - scale_range, 1 + scale_range].
+    gamma_range: `random_gamma`'s; 0 (the paper's) draws and changes nothing, so the other
+      draws and the images are exactly those without it.
 
   Returns:
     (images, labels) with the input shapes and dtypes; pixels coming from outside
     the input are 0 in both.
   """
   def one(key, image, label):
+    if gamma_range:
+      image = random_gamma(jax.random.fold_in(key, 3), image, gamma_range)
     params = sample_params(key, flip, shear_degrees, rotation_degrees, scale_range)
     return warp(image, *params, order=1), warp(label, *params, order=0)
 
