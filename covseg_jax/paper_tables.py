@@ -12,7 +12,7 @@ queue of covseg_jax.sweep commands, the most important first:
   unet_binary    the same with exp 4
   segnet_multi   the same with exp 7 (Tables 6, 5, 7)
   unet_multi     the same with exp 4
-  lung           lung_resnet, lung_resnet_improved, seeds 1 and 2 of lung_resnet_improved
+  lung           lung_resnet, then seeds 0, 1 and 2 of lung_unet and of lung_resnet_improved
   improved       segnet_binary_improved exp 4, segnet_multi_improved exp 7, seeds 1 and 2 of
                  each, five folds of each on the paper's 82 non-test slices (to ensemble),
                  segnet_binary_improved at the data's 512x512
@@ -89,7 +89,7 @@ LANES = {
     "unet_binary": _family("unet_binary", 4),
     "segnet_multi": _family("segnet_multi", 7),
     "unet_multi": _family("unet_multi", 4),
-    "lung": [Sweep("lung_resnet", "lung_resnet")] + _seeds("lung_resnet_improved"),
+    "lung": [Sweep("lung_resnet", "lung_resnet")] + _seeds("lung_unet") + _seeds("lung_resnet_improved"),
     "improved": ([s for seeds in zip(*(_seeds(*i) for i in IMPROVED)) for s in seeds]
                  + [_paper_folds(*i) for i in IMPROVED]
                  + [Sweep("segnet_binary_improved", "segnet_binary_improved_512", "4",
@@ -100,8 +100,8 @@ LANES = {
 ENSEMBLES = {
     **{f"{name}_ensemble/exp{e}": (f"{name}/exp{e}", f"{name}_seed1", f"{name}_seed2")
        for name, e in IMPROVED},
-    "lung_resnet_improved_ensemble": ("lung_resnet_improved", "lung_resnet_improved_seed1",
-                                      "lung_resnet_improved_seed2"),
+    **{f"{name}_ensemble": (name, f"{name}_seed1", f"{name}_seed2")
+       for name in ("lung_unet", "lung_resnet_improved")},
     **{f"{name}_folds_ensemble/exp{e}": tuple(f"{name}_folds/exp{e}/fold{k}" for k in range(5))
        for name, e in IMPROVED},
 }

@@ -7,7 +7,7 @@ from covseg_jax.errors import InputError
 
 FAMILIES = ["default", "segnet_binary", "segnet_multi", "segnet_vgg16_multi", "unet_binary",
             "unet_multi", "lung_resnet", "segnet_binary_improved", "segnet_multi_improved",
-            "lung_resnet_improved"]
+            "lung_resnet_improved", "lung_unet"]
 
 
 def load(family, arg=None):

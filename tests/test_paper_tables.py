@@ -10,7 +10,7 @@ from tests import helpers
 
 # Every family and config RESULTS.md tables at full scale.
 TABLED = {"segnet_binary", "unet_binary", "segnet_multi", "unet_multi", "lung_resnet",
-          "lung_resnet_improved", "segnet_binary_improved", "segnet_multi_improved"}
+          "lung_unet", "lung_resnet_improved", "segnet_binary_improved", "segnet_multi_improved"}
 # Overrides that apply to every config, shrinking :cpu runs to seconds.
 TINY = ("--config.data.image_size=32", "--config.train.epochs=1",
         "--config.train.val_every_steps=5", "--config.train.log_every_steps=5",
@@ -44,10 +44,10 @@ def test_the_lanes_cover_every_tabled_config_with_its_nine_experiments_and_folds
     assert {f"{family}_seed1", f"{family}_seed2"} <= workdirs
     # The run of the paper's class-level table comes first in its lane.
     assert paper_tables.LANES[family][0] == paper_tables.Sweep(family, family, str(best))
-  # Every ensemble's members are runs of the plan, which has 85 runs in all.
+  # Every ensemble's members are runs of the plan, which has 88 runs in all.
   for members in paper_tables.ENSEMBLES.values():
     assert set(members) <= workdirs
-  assert len(workdirs) == 4 * 16 + 4 + 17
+  assert len(workdirs) == 4 * 16 + 7 + 17
 
 
 def test_dry_run_prints_the_sweeps(in_repo, capsys):
@@ -58,7 +58,8 @@ def test_dry_run_prints_the_sweeps(in_repo, capsys):
                       "--root=r/lung_resnet --experiments=none --config.train.epochs=2")
   assert lines[-1].endswith("--root=r/lung_resnet_improved_seed2 --experiments=none "
                             "--config.seed=2 --config.train.epochs=2")
-  assert len(lines) == 4 and not os.path.exists("o")
+  assert "--root=r/lung_unet --experiments=none" in lines[1]
+  assert len(lines) == 7 and not os.path.exists("o")
 
 
 @pytest.mark.parametrize("argv", [["--lanes=lung,bogus"], ["--budget_s=0"], ["--epochs=2"]])
@@ -84,17 +85,18 @@ def test_a_bad_variant_or_override_stops_before_anything_runs(in_repo, tmp_path,
 def test_a_lane_runs_its_ensemble_tables_and_records_and_is_skipped_once_restored(
     in_repo, data_dir, tmp_path, capsys):
   root, out = tmp_path / "root", tmp_path / "out"
-  argv = [f"--root={root}", f"--out={out}", "--lanes=lung", "--variant=cpu",
+  argv = [f"--root={root}", f"--out={out}", "--lanes=lung", "--variant=cpu", "--budget_s=3600",
           f"--config.data.data_dir={data_dir}", *TINY]
   assert paper_tables.main(argv) == 0
   text = capsys.readouterr().out
   assert "[lung] [1/1] .: done in" in text and "budget is spent" not in text
-  runs = sorted(["lung_resnet", "lung_resnet_improved", "lung_resnet_improved_seed1",
-                 "lung_resnet_improved_seed2", "lung_resnet_improved_ensemble"])
+  runs = sorted(["lung_resnet"] + [f"{name}{suffix}" for name in ("lung_unet", "lung_resnet_improved")
+                                    for suffix in ("", "_seed1", "_seed2", "_ensemble")])
   assert [os.path.relpath(r, root) for r in paper_tables.finished_runs(str(root))] == runs
-  ensemble = json.loads((root / "lung_resnet_improved_ensemble" / "ensemble.json").read_text())
-  assert len(ensemble["members"]) == 3
-  assert "lung_resnet_improved_ensemble" in (out / "results" / "results.md").read_text()
+  for name in ("lung_unet_ensemble", "lung_resnet_improved_ensemble"):
+    ensemble = json.loads((root / name / "ensemble.json").read_text())
+    assert len(ensemble["members"]) == 3
+    assert name in (out / "results" / "results.md").read_text()
 
   with tarfile.open(out / "runs.tar.gz") as tar:
     names = tar.getnames()
@@ -110,8 +112,8 @@ def test_a_lane_runs_its_ensemble_tables_and_records_and_is_skipped_once_restore
     tar.extractall(restored, filter="data")
   assert paper_tables.main([f"--root={restored}", f"--out={tmp_path / 'out2'}"] + argv[2:]) == 0
   text = capsys.readouterr().out
-  assert text.count("finished earlier, skipped") == 4 and "running in" not in text
-  assert "5 finished run(s)" in text
+  assert text.count("finished earlier, skipped") == 7 and "running in" not in text
+  assert "9 finished run(s)" in text
 
 
 @pytest.mark.slow

@@ -86,6 +86,16 @@ def test_improved_lung_config_differs_from_the_paper_only_in_flips_and_hole_fill
     assert improved == paper
 
 
+def test_lung_unet_differs_from_the_improved_lung_config_only_in_the_network(in_repo):
+  for variant, epochs in (("", (160, 160)), (":cpu", (20, 40))):
+    highresnet = config_file.load(f"configs/lung_resnet_improved.py{variant}").to_dict()
+    unet = config_file.load(f"configs/lung_unet.py{variant}").to_dict()
+    assert (highresnet.pop("model")["name"], unet.pop("model")["name"]) == ("highresnet", "unet")
+    # The :cpu variant trains HighResNet, 4x costlier per image, for fewer epochs.
+    assert (highresnet["train"].pop("epochs"), unet["train"].pop("epochs")) == epochs
+    assert unet == highresnet
+
+
 def test_plan_single_runs(in_repo):
   (run,) = sweep.plan_runs("configs/lung_resnet.py:cpu", "sw", [], 0, [])
   assert (run.name, run.workdir) == (".", "sw")
