@@ -337,6 +337,10 @@ def describe_family(run):
   model = run.config["model"]
   width = (f"features {model['features']}" if "features" in model
            else f"base features {model.get('base_features')}")
+  if model.get("name") == "unet" and model.get("depth", 2) != 2:  # The paper's U-Nets have depth 2.
+    width += f", depth {model['depth']}"
+  if model.get("name") == "unet" and model.get("batch_norm"):
+    width += ", BatchNorm"
   task_name = TASK_TABLES[run.family_key[1]][0]
   details = [width, model["dtype"]]
   train = run.config.get("train", {})

@@ -1,5 +1,6 @@
 """Results tables from fake sweep workdirs: selection by validation, paper values, k-fold."""
 import csv
+import dataclasses
 import json
 import math
 
@@ -230,6 +231,16 @@ def test_family_heading_names_the_training_changes():
   assert results.describe_family(run) == (
       "SegNet, multi-class (features [16, 32, 64], float32, loss weighted_ce+dice, "
       "cosine learning-rate schedule, configured evaluation: flip TTA)")
+  config["train"].update(lr_schedule="piecewise", gamma_range=0.5)
+  assert "loss weighted_ce+dice, gamma range 0.5, configured" in results.describe_family(run)
+  unet = {**config, "model": {"name": "unet", "base_features": 16, "depth": 4,
+                              "batch_norm": True, "dtype": "float32"}}
+  assert results.describe_family(dataclasses.replace(run, config=unet)).startswith(
+      "U-Net, multi-class (base features 16, depth 4, BatchNorm, float32, ")
+  unet["model"].update(depth=2, batch_norm=False)  # The paper's.
+  assert results.describe_family(dataclasses.replace(run, config=unet)).startswith(
+      "U-Net, multi-class (base features 16, float32, ")
+  config["train"]["gamma_range"] = 0.0
   config["eval"]["fill_holes"] = True
   assert results.describe_family(run).endswith("configured evaluation: flip TTA, hole filling)")
   config["eval"]["foreground_threshold"] = 0.85
