@@ -21,6 +21,8 @@ Tried on the same folds and not adopted (lower than the Dice loss alone, 0.9665)
 Measured as well: lung_resnet's own width (features (16, 32, 64), head_features 80) instead of
 the :cpu half, 0.967, up on 2 of 5 (with both changes above 0.9707 for either width). The
 full-scale config has that width already.
+configs/lung_unet.py is this config with a four-level U-Net in place of HighResNet, which
+raised the disjoint folds again (0.9659 -> 0.9748, every fold up).
 
   python -m covseg_jax.main --config=configs/lung_resnet_improved.py --workdir=runs/lung_resnet_improved
 """

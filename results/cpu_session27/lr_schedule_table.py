@@ -57,41 +57,46 @@ def fmt(value):
   return "—" if value is None else f"{value:.3f}"
 
 
-for split in ("val", "test"):
-  config = r25_dice(split)
-  for fold in range(5):  # The config's seed 0, re-run here, against R25's.
-    rerun = run_dice(CONFIG_SEED0, fold, split)
+def main():
+  for split in ("val", "test"):
+    config = r25_dice(split)
+    for fold in range(5):  # The config's seed 0, re-run here, against R25's.
+      rerun = run_dice(CONFIG_SEED0, fold, split)
+      for cls in CLASSES:
+        expected = None if config[cls, fold] is None else config[cls, fold][0]
+        assert fmt(rerun[cls]) == fmt(expected), (split, fold, cls, rerun[cls], expected)
+    cosine = {(seed, fold): run_dice(COSINE[seed], fold, split) for seed in range(3) for fold in range(5)}
+    ensemble = {fold: run_dice(COSINE_ENSEMBLE, fold, split) for fold in range(5)}
+    print(f"\n## {split} slices: pooled Dice per fold (flip TTA, last checkpoint)\n")
+    print("The config's seed 0, re-run in this session, equals R25's on every fold and class.\n")
+    print("| class | schedule | fold 0 | fold 1 | fold 2 | fold 3 | fold 4 | mean over folds | seeds 0 / 1 / 2 (means over folds) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    rows_of = {}
     for cls in CLASSES:
-      expected = None if config[cls, fold] is None else config[cls, fold][0]
-      assert fmt(rerun[cls]) == fmt(expected), (split, fold, cls, rerun[cls], expected)
-  cosine = {(seed, fold): run_dice(COSINE[seed], fold, split) for seed in range(3) for fold in range(5)}
-  ensemble = {fold: run_dice(COSINE_ENSEMBLE, fold, split) for fold in range(5)}
-  print(f"\n## {split} slices: pooled Dice per fold (flip TTA, last checkpoint)\n")
-  print("The config's seed 0, re-run in this session, equals R25's on every fold and class.\n")
-  print("| class | schedule | fold 0 | fold 1 | fold 2 | fold 3 | fold 4 | mean over folds | seeds 0 / 1 / 2 (means over folds) |")
-  print("|---|---|---|---|---|---|---|---|---|")
-  rows_of = {}
-  for cls in CLASSES:
-    present = [fold for fold in range(5) if config[cls, fold] is not None]
-    rows = rows_of[cls] = {
-        "piecewise, mean of seeds": [mean(config[cls, f][:3]) if f in present else None for f in range(5)],
-        "cosine, mean of seeds": [mean([cosine[s, f][cls] for s in range(3)]) if f in present else None
-                                  for f in range(5)],
-        "piecewise, ensemble": [config[cls, f][3] if f in present else None for f in range(5)],
-        "cosine, ensemble": [ensemble[f][cls] if f in present else None for f in range(5)],
-    }
-    seeds = {
-        "piecewise, mean of seeds": [mean([config[cls, f][s] for f in present]) for s in range(3)],
-        "cosine, mean of seeds": [mean([cosine[s, f][cls] for f in present]) for s in range(3)],
-    }
-    for name, per_fold in rows.items():
-      print(f"| {cls} | {name} | " + " | ".join(fmt(v) for v in per_fold)
-            + f" | {fmt(mean(per_fold))} | " + " / ".join(fmt(v) for v in seeds.get(name, [])) + " |")
-  print()
-  for cls, rows in rows_of.items():
-    def higher(name):  # Folds (with the class) where the cosine row beats the piecewise one.
-      pairs = [(a, b) for a, b in zip(rows[f"piecewise, {name}"], rows[f"cosine, {name}"])
-               if a is not None]
-      return f"{sum(b > a for a, b in pairs)} of {len(pairs)}"
-    print(f"- {cls}: cosine higher on {higher('mean of seeds')} folds (mean of seeds), "
-          f"{higher('ensemble')} (ensembles)")
+      present = [fold for fold in range(5) if config[cls, fold] is not None]
+      rows = rows_of[cls] = {
+          "piecewise, mean of seeds": [mean(config[cls, f][:3]) if f in present else None for f in range(5)],
+          "cosine, mean of seeds": [mean([cosine[s, f][cls] for s in range(3)]) if f in present else None
+                                    for f in range(5)],
+          "piecewise, ensemble": [config[cls, f][3] if f in present else None for f in range(5)],
+          "cosine, ensemble": [ensemble[f][cls] if f in present else None for f in range(5)],
+      }
+      seeds = {
+          "piecewise, mean of seeds": [mean([config[cls, f][s] for f in present]) for s in range(3)],
+          "cosine, mean of seeds": [mean([cosine[s, f][cls] for f in present]) for s in range(3)],
+      }
+      for name, per_fold in rows.items():
+        print(f"| {cls} | {name} | " + " | ".join(fmt(v) for v in per_fold)
+              + f" | {fmt(mean(per_fold))} | " + " / ".join(fmt(v) for v in seeds.get(name, [])) + " |")
+    print()
+    for cls, rows in rows_of.items():
+      def higher(name):  # Folds (with the class) where the cosine row beats the piecewise one.
+        pairs = [(a, b) for a, b in zip(rows[f"piecewise, {name}"], rows[f"cosine, {name}"])
+                 if a is not None]
+        return f"{sum(b > a for a, b in pairs)} of {len(pairs)}"
+      print(f"- {cls}: cosine higher on {higher('mean of seeds')} folds (mean of seeds), "
+            f"{higher('ensemble')} (ensembles)")
+
+
+if __name__ == "__main__":
+  main()
