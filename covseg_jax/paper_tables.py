@@ -89,7 +89,8 @@ LANES = {
     "unet_binary": _family("unet_binary", 4),
     "segnet_multi": _family("segnet_multi", 7),
     "unet_multi": _family("unet_multi", 4),
-    "lung": [Sweep("lung_resnet", "lung_resnet")] + _seeds("lung_unet") + _seeds("lung_resnet_improved"),
+    "lung": ([Sweep("lung_resnet", "lung_resnet")] + _seeds("lung_unet")
+             + _seeds("lung_resnet_improved")),
     "improved": ([s for seeds in zip(*(_seeds(*i) for i in IMPROVED)) for s in seeds]
                  + [_paper_folds(*i) for i in IMPROVED]
                  + [Sweep("segnet_binary_improved", "segnet_binary_improved_512", "4",

@@ -130,7 +130,6 @@ def test_rotation_and_zoom_geometry():
   assert zoomed.sum() == zoomed[3:6].sum() and zoomed[3:6].sum() > 5
 
 
-
 def test_gamma_keeps_each_images_range_and_order(batch):
   images, labels = batch
   images = images * 3.0 - 1.0  # Any intensity scale: here [-1, 2].
