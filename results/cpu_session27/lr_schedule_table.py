@@ -48,6 +48,15 @@ def r25_dice(split):
   return table
 
 
+def check_config_seed0(config, split):
+  """Asserts that the config's seed 0, re-run in this session, gives R25's `config` table."""
+  for fold in range(5):
+    rerun = run_dice(CONFIG_SEED0, fold, split)
+    for cls in CLASSES:
+      expected = None if config[cls, fold] is None else config[cls, fold][0]
+      assert fmt(rerun[cls]) == fmt(expected), (split, fold, cls, rerun[cls], expected)
+
+
 def mean(values):
   values = [v for v in values if v is not None]
   return sum(values) / len(values)
@@ -60,11 +69,7 @@ def fmt(value):
 def main():
   for split in ("val", "test"):
     config = r25_dice(split)
-    for fold in range(5):  # The config's seed 0, re-run here, against R25's.
-      rerun = run_dice(CONFIG_SEED0, fold, split)
-      for cls in CLASSES:
-        expected = None if config[cls, fold] is None else config[cls, fold][0]
-        assert fmt(rerun[cls]) == fmt(expected), (split, fold, cls, rerun[cls], expected)
+    check_config_seed0(config, split)
     cosine = {(seed, fold): run_dice(COSINE[seed], fold, split) for seed in range(3) for fold in range(5)}
     ensemble = {fold: run_dice(COSINE_ENSEMBLE, fold, split) for fold in range(5)}
     print(f"\n## {split} slices: pooled Dice per fold (flip TTA, last checkpoint)\n")

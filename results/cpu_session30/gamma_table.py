@@ -14,13 +14,12 @@ import importlib.util
 
 SPEC = importlib.util.spec_from_file_location("r27", "results/cpu_session27/lr_schedule_table.py")
 
-CLASSES = ["ground-glass opacity", "consolidation", "pleural effusion"]
 GAMMA = "runs/s30/segnet_multi_improved_cv_gamma/exp7"
-CONFIG_SEED0 = "runs/s27/segnet_multi_improved_cv/exp7"
 
 
 def load_r27():
-  """The twenty-seventh session's table script as a module (run_dice, r25_dice, mean, fmt)."""
+  """The twenty-seventh session's table script as a module (its classes, Dice readers, check of
+  the config's seed 0 and number formatting)."""
   module = importlib.util.module_from_spec(SPEC)
   SPEC.loader.exec_module(module)
   return module
@@ -28,20 +27,16 @@ def load_r27():
 
 def main():
   r27 = load_r27()
-  run_dice, r25_dice, mean, fmt = r27.run_dice, r27.r25_dice, r27.mean, r27.fmt
+  run_dice, mean, fmt = r27.run_dice, r27.mean, r27.fmt
   for split in ("val", "test"):
-    config = r25_dice(split)
-    for fold in range(5):
-      rerun = run_dice(CONFIG_SEED0, fold, split)
-      for cls in CLASSES:
-        expected = None if config[cls, fold] is None else config[cls, fold][0]
-        assert fmt(rerun[cls]) == fmt(expected), (split, fold, cls, rerun[cls], expected)
+    config = r27.r25_dice(split)
+    r27.check_config_seed0(config, split)
     gamma = {f: run_dice(GAMMA, f, split) for f in range(5)}
     print(f"\n## {split} slices: pooled Dice per fold (flip TTA, last checkpoint)\n")
     print("| class | run | fold 0 | fold 1 | fold 2 | fold 3 | fold 4 | mean over folds |")
     print("|---|---|---|---|---|---|---|---|")
     summary = []
-    for cls in CLASSES:
+    for cls in r27.CLASSES:
       present = [f for f in range(5) if config[cls, f] is not None]
       rows = {
           "config, seed 0": [config[cls, f][0] if f in present else None for f in range(5)],
