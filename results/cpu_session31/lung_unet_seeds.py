@@ -1,0 +1,69 @@
+"""lung_unet:cpu on the paper's split (128x128, 160 epochs): three seeds and their ensemble,
+validation and test lung Dice with the config's final evaluation (flip TTA and hole filling,
+last checkpoint), and the two test slices that keep the lung model below 0.98.
+
+Seed 0: block R30 (runs/s30/lung_unet_e160). Seed 1: started in R30, stopped by SIGTERM at step
+207 and resumed in R31 with the same command (runs/s30/lung_unet_e160_seed1). Seed 2 and the
+ensemble: R31 (runs/s31). The script checks that each seed's config.json equals
+configs/lung_unet.py:cpu with 160 epochs and its seed, field by field, and that the ensemble
+holds the three seeds. Run from the repository root:
+PYTHONPATH=. python results/cpu_session31/lung_unet_seeds.py
+"""
+import json
+import statistics
+
+from covseg_jax import config_file, ensemble
+
+SEEDS = {0: "runs/s30/lung_unet_e160", 1: "runs/s30/lung_unet_e160_seed1",
+         2: "runs/s31/lung_unet_e160_seed2"}
+ENSEMBLE = "runs/s31/lung_unet_e160_ensemble"
+HARD = (24, 75)  # The paper split's test slices that R29 and R30 located.
+
+
+def load(run, split):
+  with open(f"{run}/{split}_metrics.json", encoding="utf-8") as f:
+    d = json.load(f)
+  assert d["tta_flip"] and d["fill_holes"] and d["checkpoint"] == "last", run
+  per_slice = dict(zip(d["slice_numbers"], d["lung"]["per_image"]["dsc"]))
+  summary = d["lung"]["summary"]["dsc"]
+  return d["classes"]["lung"]["dice"], summary["mean"], summary["std"], per_slice
+
+
+def check_config(seed, run):
+  config = config_file.load("configs/lung_unet.py:cpu")
+  config.train.epochs = 160
+  config.seed = seed
+  expected = config_file.flatten(json.loads(config.to_json_best_effort()))
+  with open(f"{run}/config.json", encoding="utf-8") as f:
+    saved = config_file.flatten(json.load(f))
+  differ = {k for k in expected.keys() | saved.keys() if expected.get(k) != saved.get(k)}
+  assert not differ, (run, differ)
+
+
+def main():
+  for seed, run in SEEDS.items():
+    check_config(seed, run)
+  assert ensemble.member_paths(ENSEMBLE) == list(SEEDS.values()), ENSEMBLE
+  print("## lung_unet:cpu, paper split, 128x128, 160 epochs: lung Dice "
+        "(flip TTA and hole filling, last checkpoint)\n")
+  print("| run | validation (pooled) | test (pooled) | test per image, mean ± std "
+        + "".join(f"| test slice {s} " for s in HARD) + "|")
+  print("|---|---|---|---" + "|---" * len(HARD) + "|")
+  rows = {f"seed {seed}": run for seed, run in SEEDS.items()}
+  rows["ensemble of the three"] = ENSEMBLE
+  seeds_val, seeds_test = [], []
+  for name, run in rows.items():
+    val = load(run, "val")[0]
+    test, mean, std, per_slice = load(run, "test")
+    if name.startswith("seed"):
+      seeds_val.append(val)
+      seeds_test.append(test)
+    print(f"| {name} | {val:.4f} | {test:.4f} | {mean:.3f} ± {std:.3f} "
+          + "".join(f"| {per_slice[s]:.3f} " for s in HARD) + "|")
+  print(f"\nSeeds, mean ± std: validation {statistics.mean(seeds_val):.4f} ± "
+        f"{statistics.stdev(seeds_val):.4f}, test {statistics.mean(seeds_test):.4f} ± "
+        f"{statistics.stdev(seeds_test):.4f}.")
+
+
+if __name__ == "__main__":
+  main()
