@@ -1,10 +1,11 @@
 """lung_unet:cpu on the paper's split (128x128, 160 epochs): three seeds and their ensemble,
 validation and test lung Dice with the config's final evaluation (flip TTA and hole filling,
-last checkpoint), and the two test slices that keep the lung model below 0.98.
+last checkpoint), and the two test slices that keep the lung model below 0.98; then one run at
+the paper's 256x256 with 80 epochs (seed 0).
 
 Seed 0: block R30 (runs/s30/lung_unet_e160). Seed 1: started in R30, stopped by SIGTERM at step
-207 and resumed in R31 with the same command (runs/s30/lung_unet_e160_seed1). Seed 2 and the
-ensemble: R31 (runs/s31). The script checks that each seed's config.json equals
+207 and resumed in R31 with the same command (runs/s30/lung_unet_e160_seed1). Seed 2, the
+ensemble and the 256x256 run: R31 (runs/s31). The script checks that each seed's config.json equals
 configs/lung_unet.py:cpu with 160 epochs and its seed, field by field, and that the ensemble
 holds the three seeds. Run from the repository root:
 PYTHONPATH=. python results/cpu_session31/lung_unet_seeds.py
@@ -17,6 +18,7 @@ from covseg_jax import config_file, ensemble
 SEEDS = {0: "runs/s30/lung_unet_e160", 1: "runs/s30/lung_unet_e160_seed1",
          2: "runs/s31/lung_unet_e160_seed2"}
 ENSEMBLE = "runs/s31/lung_unet_e160_ensemble"
+RUN_256 = "runs/s31/lung_unet_e80_256"
 HARD = (24, 75)  # The paper split's test slices that R29 and R30 located.
 
 
@@ -29,9 +31,10 @@ def load(run, split):
   return d["classes"]["lung"]["dice"], summary["mean"], summary["std"], per_slice
 
 
-def check_config(seed, run):
+def check_config(seed, run, epochs=160, image_size=128):
   config = config_file.load("configs/lung_unet.py:cpu")
-  config.train.epochs = 160
+  config.train.epochs = epochs
+  config.data.image_size = image_size
   config.seed = seed
   expected = config_file.flatten(json.loads(config.to_json_best_effort()))
   with open(f"{run}/config.json", encoding="utf-8") as f:
@@ -43,6 +46,7 @@ def check_config(seed, run):
 def main():
   for seed, run in SEEDS.items():
     check_config(seed, run)
+  check_config(0, RUN_256, epochs=80, image_size=256)
   assert ensemble.member_paths(ENSEMBLE) == list(SEEDS.values()), ENSEMBLE
   print("## lung_unet:cpu, paper split, 128x128, 160 epochs: lung Dice "
         "(flip TTA and hole filling, last checkpoint)\n")
@@ -63,6 +67,11 @@ def main():
   print(f"\nSeeds, mean ± std: validation {statistics.mean(seeds_val):.4f} ± "
         f"{statistics.stdev(seeds_val):.4f}, test {statistics.mean(seeds_test):.4f} ± "
         f"{statistics.stdev(seeds_test):.4f}.")
+  print("\n## lung_unet:cpu, paper split, 256x256, 80 epochs, seed 0 (same columns)\n")
+  val = load(RUN_256, "val")[0]
+  test, mean, std, per_slice = load(RUN_256, "test")
+  print(f"| seed 0, 256x256, 80 epochs | {val:.4f} | {test:.4f} | {mean:.3f} ± {std:.3f} "
+        + "".join(f"| {per_slice[s]:.3f} " for s in HARD) + "|")
 
 
 if __name__ == "__main__":
