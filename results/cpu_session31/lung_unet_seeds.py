@@ -5,9 +5,9 @@ the paper's 256x256 with 80 epochs (seed 0).
 
 Seed 0: block R30 (runs/s30/lung_unet_e160). Seed 1: started in R30, stopped by SIGTERM at step
 207 and resumed in R31 with the same command (runs/s30/lung_unet_e160_seed1). Seed 2, the
-ensemble and the 256x256 run: R31 (runs/s31). The script checks that each seed's config.json equals
-configs/lung_unet.py:cpu with 160 epochs and its seed, field by field, and that the ensemble
-holds the three seeds. Run from the repository root:
+ensemble and the 256x256 run: R31 (runs/s31). The script checks that each run's config.json is,
+field by field, the config its recorded command (RESULTS.md, R30 and R31) trains, and that the
+ensemble holds the three seeds. Run from the repository root:
 PYTHONPATH=. python results/cpu_session31/lung_unet_seeds.py
 """
 import json
@@ -31,11 +31,10 @@ def load(run, split):
   return d["classes"]["lung"]["dice"], summary["mean"], summary["std"], per_slice
 
 
-def check_config(seed, run, epochs=160, image_size=128):
-  config = config_file.load("configs/lung_unet.py:cpu")
-  config.train.epochs = epochs
-  config.data.image_size = image_size
-  config.seed = seed
+def check_config(run, overrides):
+  """Asserts that run's config.json is, field by field, the config its recorded command trains:
+  configs/lung_unet.py:cpu with `overrides`."""
+  config = config_file.load("configs/lung_unet.py:cpu", overrides)
   expected = config_file.flatten(json.loads(config.to_json_best_effort()))
   with open(f"{run}/config.json", encoding="utf-8") as f:
     saved = config_file.flatten(json.load(f))
@@ -45,8 +44,8 @@ def check_config(seed, run, epochs=160, image_size=128):
 
 def main():
   for seed, run in SEEDS.items():
-    check_config(seed, run)
-  check_config(0, RUN_256, epochs=80, image_size=256)
+    check_config(run, ["--config.train.epochs=160", f"--config.seed={seed}"])
+  check_config(RUN_256, ["--config.train.epochs=80", "--config.data.image_size=256"])
   assert ensemble.member_paths(ENSEMBLE) == list(SEEDS.values()), ENSEMBLE
   print("## lung_unet:cpu, paper split, 128x128, 160 epochs: lung Dice "
         "(flip TTA and hole filling, last checkpoint)\n")
