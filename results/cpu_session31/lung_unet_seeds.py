@@ -22,10 +22,10 @@ RUN_256 = "runs/s31/lung_unet_e80_256"
 HARD = (24, 75)  # The paper split's test slices that R29 and R30 located.
 
 
-def load(run, split):
+def load(run, split, checkpoint="last"):
   with open(f"{run}/{split}_metrics.json", encoding="utf-8") as f:
     d = json.load(f)
-  assert d["tta_flip"] and d["fill_holes"] and d["checkpoint"] == "last", run
+  assert d["tta_flip"] and d["fill_holes"] and d["checkpoint"] == checkpoint, run
   per_slice = dict(zip(d["slice_numbers"], d["lung"]["per_image"]["dsc"]))
   summary = d["lung"]["summary"]["dsc"]
   return d["classes"]["lung"]["dice"], summary["mean"], summary["std"], per_slice

@@ -1,7 +1,8 @@
 """lung_unet:cpu on the paper's split at the paper's 256x256 (seed 0): the 80-epoch run of R31
 carried on to 160 epochs in R32, beside the 128x128 160-epoch runs of R30 and R31; validation and
 test lung Dice with the config's final evaluation (flip TTA and hole filling, last checkpoint),
-the two hard test slices, and the in-training validation lung Dice (plain, no TTA) at the last
+the two hard test slices (and, for the 160-epoch run, its best checkpoint by validation loss,
+evaluated on a copy), and the in-training validation lung Dice (plain, no TTA) at the last
 evaluations of each 256x256 run.
 
 R32 copied runs/s31/lung_unet_e80_256's state into runs/s32/lung_unet_e160_256 and resumed it
@@ -24,6 +25,8 @@ RUNS = {  # name: (run directory, the overrides of its recorded command)
     "256x256, 160 epochs (R32)": ("runs/s32/lung_unet_e160_256",
                                   ["--config.train.epochs=160", "--config.data.image_size=256"]),
 }
+BEST = "runs/s32/lung_unet_e160_256_bestckpt"  # A copy of the 160-epoch run, evaluated with
+# --checkpoint=best (the lowest validation loss).
 LAST_EVALS = 8
 
 
@@ -47,6 +50,11 @@ def main():
     test, mean, std, per_slice = load(run, "test")
     print(f"| {name} | {val:.4f} | {test:.4f} | {mean:.3f} ± {std:.3f} "
           + "".join(f"| {per_slice[s]:.3f} " for s in HARD) + "|")
+  check_config(BEST, RUNS["256x256, 160 epochs (R32)"][1])
+  val = load(BEST, "val", "best")[0]
+  test, mean, std, per_slice = load(BEST, "test", "best")
+  print(f"| the same, best checkpoint (lowest validation loss) | {val:.4f} | {test:.4f} "
+        f"| {mean:.3f} ± {std:.3f} " + "".join(f"| {per_slice[s]:.3f} " for s in HARD) + "|")
   print(f"\n## In-training validation lung Dice (no TTA), last {LAST_EVALS} evaluations\n")
   for name, (run, _) in RUNS.items():
     if name.startswith("256"):
