@@ -31,6 +31,20 @@ def load(run, split, checkpoint="last"):
   return d["classes"]["lung"]["dice"], summary["mean"], summary["std"], per_slice
 
 
+def table_header():
+  return ("| run | validation (pooled) | test (pooled) | test per image, mean ± std "
+          + "".join(f"| test slice {s} " for s in HARD) + "|\n"
+          + "|---|---|---|---" + "|---" * len(HARD) + "|")
+
+
+def table_row(name, run, checkpoint="last"):
+  """(validation Dice, test Dice, the table's row for `run`)."""
+  val = load(run, "val", checkpoint)[0]
+  test, mean, std, per_slice = load(run, "test", checkpoint)
+  return val, test, (f"| {name} | {val:.4f} | {test:.4f} | {mean:.3f} ± {std:.3f} "
+                     + "".join(f"| {per_slice[s]:.3f} " for s in HARD) + "|")
+
+
 def check_config(run, overrides):
   """Asserts that run's config.json is, field by field, the config its recorded command trains:
   configs/lung_unet.py:cpu with `overrides`."""
@@ -49,29 +63,21 @@ def main():
   assert ensemble.member_paths(ENSEMBLE) == list(SEEDS.values()), ENSEMBLE
   print("## lung_unet:cpu, paper split, 128x128, 160 epochs: lung Dice "
         "(flip TTA and hole filling, last checkpoint)\n")
-  print("| run | validation (pooled) | test (pooled) | test per image, mean ± std "
-        + "".join(f"| test slice {s} " for s in HARD) + "|")
-  print("|---|---|---|---" + "|---" * len(HARD) + "|")
+  print(table_header())
   rows = {f"seed {seed}": run for seed, run in SEEDS.items()}
   rows["ensemble of the three"] = ENSEMBLE
   seeds_val, seeds_test = [], []
   for name, run in rows.items():
-    val = load(run, "val")[0]
-    test, mean, std, per_slice = load(run, "test")
-    if name.startswith("seed"):
+    val, test, line = table_row(name, run)
+    if run in SEEDS.values():
       seeds_val.append(val)
       seeds_test.append(test)
-    print(f"| {name} | {val:.4f} | {test:.4f} | {mean:.3f} ± {std:.3f} "
-          + "".join(f"| {per_slice[s]:.3f} " for s in HARD) + "|")
+    print(line)
   print(f"\nSeeds, mean ± std: validation {statistics.mean(seeds_val):.4f} ± "
         f"{statistics.stdev(seeds_val):.4f}, test {statistics.mean(seeds_test):.4f} ± "
         f"{statistics.stdev(seeds_test):.4f}.")
   print("\n## lung_unet:cpu, paper split, 256x256, 80 epochs, seed 0 (same columns)\n")
-  val = load(RUN_256, "val")[0]
-  test, mean, std, per_slice = load(RUN_256, "test")
-  print(f"| seed 0, 256x256, 80 epochs | {val:.4f} | {test:.4f} | {mean:.3f} ± {std:.3f} "
-        + "".join(f"| {per_slice[s]:.3f} " for s in HARD) + "|")
-
+  print(table_row("seed 0, 256x256, 80 epochs", RUN_256)[2])
 
 if __name__ == "__main__":
   main()

@@ -14,7 +14,7 @@ PYTHONPATH=. python results/cpu_session32/lung_unet_256.py
 """
 import json
 
-from results.cpu_session31.lung_unet_seeds import HARD, check_config, load
+from results.cpu_session31.lung_unet_seeds import check_config, table_header, table_row
 
 RUNS = {  # name: (run directory, the overrides of its recorded command)
     "128x128, 160 epochs (R30)": ("runs/s30/lung_unet_e160", ["--config.train.epochs=160"]),
@@ -28,6 +28,8 @@ RUNS = {  # name: (run directory, the overrides of its recorded command)
 BEST = "runs/s32/lung_unet_e160_256_bestckpt"  # A copy of the 160-epoch run, evaluated with
 # --checkpoint=best (the lowest validation loss).
 LAST_EVALS = 8
+CURVES = ("256x256, 80 epochs (R31)", "256x256, 160 epochs (R32)")  # Runs whose in-training
+# validation the script lists.
 
 
 def in_training_val(run):
@@ -42,24 +44,15 @@ def main():
       check_config(run, overrides)
   print("## lung_unet:cpu, paper split, seed 0: lung Dice "
         "(flip TTA and hole filling, last checkpoint)\n")
-  print("| run | validation (pooled) | test (pooled) | test per image, mean ± std "
-        + "".join(f"| test slice {s} " for s in HARD) + "|")
-  print("|---|---|---|---" + "|---" * len(HARD) + "|")
+  print(table_header())
   for name, (run, _) in RUNS.items():
-    val = load(run, "val")[0]
-    test, mean, std, per_slice = load(run, "test")
-    print(f"| {name} | {val:.4f} | {test:.4f} | {mean:.3f} ± {std:.3f} "
-          + "".join(f"| {per_slice[s]:.3f} " for s in HARD) + "|")
+    print(table_row(name, run)[2])
   check_config(BEST, RUNS["256x256, 160 epochs (R32)"][1])
-  val = load(BEST, "val", "best")[0]
-  test, mean, std, per_slice = load(BEST, "test", "best")
-  print(f"| the same, best checkpoint (lowest validation loss) | {val:.4f} | {test:.4f} "
-        f"| {mean:.3f} ± {std:.3f} " + "".join(f"| {per_slice[s]:.3f} " for s in HARD) + "|")
+  print(table_row("the same, best checkpoint (lowest validation loss)", BEST, "best")[2])
   print(f"\n## In-training validation lung Dice (no TTA), last {LAST_EVALS} evaluations\n")
-  for name, (run, _) in RUNS.items():
-    if name.startswith("256"):
-      evals = in_training_val(run)[-LAST_EVALS:]
-      print(f"- {name}: " + ", ".join(f"{dice:.3f} (step {step})" for step, dice in evals))
+  for name in CURVES:
+    evals = in_training_val(RUNS[name][0])[-LAST_EVALS:]
+    print(f"- {name}: " + ", ".join(f"{dice:.3f} (step {step})" for step, dice in evals))
 
 
 if __name__ == "__main__":
