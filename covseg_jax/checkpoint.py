@@ -19,6 +19,7 @@ import functools
 import json
 import os
 import sys
+from asyncio.log import logger as asyncio_logger
 from typing import Any, Union
 
 import jax
@@ -238,15 +239,26 @@ def _state_items(state):
           "train": {"step": state.step, "opt_state": state.opt_state}}
 
 
+def _is_not_an_abandoned_read(record):
+  """False for asyncio's report of a read task garbage-collected with its error unread."""
+  message = record.getMessage()
+  return not (message.startswith("Task exception was never retrieved")
+              and "coro=<async_deserialize" in message)
+
+
 def _drop_abandoned_reads():
   """Silences the aftermath of a failed restore: once orbax has given up on a damaged
   checkpoint and closed its asyncio loop, tensorstore still finishes the other arrays' reads and
   hands each result to that closed loop; each hand-over ends as an unraisable
   RuntimeError('Event loop is closed'), which Python prints as a traceback, some before orbax's
-  error reaches us, some after the restore has returned. From the first restore on, those (and
-  only those) are dropped for the rest of the process; every other unraisable exception still
-  reaches the hook that was there before.
+  error reaches us, some after the restore has returned. The reads of the other arrays that
+  failed too are garbage-collected with their errors unread, which asyncio logs with a
+  traceback ('Task exception was never retrieved'), when the collection happens to come before
+  the process ends. From the first restore on, those two (and only those) are dropped for the
+  rest of the process; every other unraisable exception still reaches the hook that was there
+  before, every other asyncio message its logger.
   """
+  asyncio_logger.addFilter(_is_not_an_abandoned_read)  # Added once, however often called.
   previous = sys.unraisablehook
   if getattr(previous, "drops_abandoned_reads", False):
     return

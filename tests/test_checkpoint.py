@@ -1,5 +1,7 @@
 """Checkpoints: round trip, best kept apart, damaged-latest fallback, 8 to 1 devices, runs."""
+import asyncio
 import functools
+import gc
 import glob
 import json
 import logging
@@ -175,6 +177,32 @@ def test_all_checkpoints_damaged_is_an_input_error(tmp_path, config, initial_sta
   with pytest.raises(InputError, match="every checkpoint"):
     checkpoints.restore(initial_state)
   checkpoints.close()
+
+
+async def async_deserialize():  # Named as orbax's reads of an array are.
+  raise ValueError("damaged array")
+
+
+async def another_coroutine():
+  raise ValueError("a bug")
+
+
+def test_abandoned_reads_are_not_logged_and_other_task_errors_are(caplog):
+  """A read that failed after orbax gave up on a damaged checkpoint is garbage-collected with its
+  error unread; asyncio would log that with a traceback after the one-line error."""
+  checkpoint._drop_abandoned_reads()  # Done by every restore.
+  with caplog.at_level(logging.ERROR, logger="asyncio"):
+    for coroutine in (async_deserialize, another_coroutine):
+      loop = asyncio.new_event_loop()
+      task = loop.create_task(coroutine())
+      loop.run_until_complete(asyncio.wait([task]))  # Done; its exception is never read.
+      loop.close()
+      del task
+      gc.collect()
+  messages = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+  assert len(messages) == 1, messages
+  assert messages[0].startswith("Task exception was never retrieved")
+  assert "coro=<another_coroutine" in messages[0]
 
 
 def test_checkpoint_from_8_devices_restores_on_1(tmp_path, config, initial_state):
