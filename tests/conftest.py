@@ -1,10 +1,24 @@
-"""Test setup: 8 fake CPU devices so sharding code is exercised without a GPU."""
+"""Test setup: 8 fake CPU devices so sharding code is exercised without a GPU, and one
+persistent compilation cache for the whole session."""
 import os
+import shutil
+import tempfile
 
 import pytest
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Many tests, and the training processes they start (which inherit the environment), compile
+# the same small programs; on a CPU compiling is most of a tiny run's time. The cache is new
+# for each session and removed after it, so no test depends on an earlier one.
+_CACHE_DIR = tempfile.mkdtemp(prefix="covseg_jax_tests_xla_cache_")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE_DIR)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+
+def pytest_sessionfinish(session, exitstatus):
+  del session, exitstatus
+  shutil.rmtree(_CACHE_DIR, ignore_errors=True)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

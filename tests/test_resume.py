@@ -41,28 +41,19 @@ def saved_steps(workdir):
       directory) else []
 
 
-def environment(cache_dir):
-  """The test's environment plus a persistent compilation cache, so that only the first of the
-  module's processes pays for compiling (on a CPU, most of a small run's time)."""
-  return dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-  """(data_dir, env, workdir): the data, the environment and one uninterrupted 4-epoch run,
-  trained once for all the tests of the module."""
+  """(data_dir, workdir): the data and one uninterrupted 4-epoch run, trained once for all the
+  tests of the module (the processes share the session's compilation cache, tests/conftest.py,
+  so only the first pays for compiling)."""
   data_dir = helpers.data_dir_or_phantoms(tmp_path_factory)
-  root = tmp_path_factory.mktemp("resume")
-  env = environment(root / "compilation_cache")
-  workdir = str(root / "reference")
-  run_to_completion(command(data_dir, workdir), env)
-  return data_dir, env, workdir
+  workdir = str(tmp_path_factory.mktemp("resume") / "reference")
+  run_to_completion(command(data_dir, workdir))
+  return data_dir, workdir
 
 
-def run_to_completion(args, env):
-  process = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+def run_to_completion(args):
+  process = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=900)
   assert process.returncode == 0, process.stderr[-3000:]
   return process.stderr
 
@@ -75,10 +66,10 @@ def read_json(path):
 @pytest.mark.slow
 @pytest.mark.parametrize("signal_number", [signal.SIGKILL, signal.SIGTERM])
 def test_stopped_run_resumes_to_the_same_result(uninterrupted, tmp_path, signal_number):
-  data_dir, env, reference = uninterrupted
+  data_dir, reference = uninterrupted
   resumed = str(tmp_path / "resumed")
 
-  process = subprocess.Popen(command(data_dir, resumed), cwd=REPO, env=env,
+  process = subprocess.Popen(command(data_dir, resumed), cwd=REPO,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   try:
     while not saved_steps(resumed) and process.poll() is None:
@@ -98,25 +89,25 @@ def test_stopped_run_resumes_to_the_same_result(uninterrupted, tmp_path, signal_
     assert max(saved) > 9
   assert not os.path.exists(os.path.join(resumed, "test_metrics.json"))
 
-  log = run_to_completion(command(data_dir, resumed), env)
+  log = run_to_completion(command(data_dir, resumed))
   assert f"resuming at step {max(saved)}" in log
   assert_same_run(reference, resumed)
 
 
 @pytest.mark.slow
 def test_finished_run_given_more_epochs_ends_like_a_longer_run(uninterrupted, tmp_path):
-  data_dir, env, reference = uninterrupted
+  data_dir, reference = uninterrupted
   extended = str(tmp_path / "extended")
-  run_to_completion(command(data_dir, extended, epochs=2), env)
+  run_to_completion(command(data_dir, extended, epochs=2))
   assert read_json(os.path.join(extended, "test_metrics.json"))["step"] == TOTAL_STEPS // 2
 
-  log = run_to_completion(command(data_dir, extended), env)
+  log = run_to_completion(command(data_dir, extended))
   assert f"resuming at step {TOTAL_STEPS // 2}" in log
   assert_same_run(reference, extended)
 
   # Fewer epochs than the checkpoint has: one line, exit status 2, and config.json untouched.
   config_json = read_json(os.path.join(extended, checkpoint.CONFIG_FILE))
-  process = subprocess.run(command(data_dir, extended, epochs=2), cwd=REPO, env=env,
+  process = subprocess.run(command(data_dir, extended, epochs=2), cwd=REPO,
                            capture_output=True, text=True, timeout=900)
   assert process.returncode == 2, process.stderr[-3000:]
   assert process.stderr.strip().splitlines()[-1] == (
