@@ -15,11 +15,6 @@ _CACHE_DIR = tempfile.mkdtemp(prefix="covseg_jax_tests_xla_cache_")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE_DIR)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
-
-def pytest_sessionfinish(session, exitstatus):
-  del session, exitstatus
-  shutil.rmtree(_CACHE_DIR, ignore_errors=True)
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -30,3 +25,8 @@ def in_repo(monkeypatch):
   them)."""
   monkeypatch.chdir(REPO)
   monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+
+
+def pytest_sessionfinish(session, exitstatus):
+  del session, exitstatus
+  shutil.rmtree(_CACHE_DIR, ignore_errors=True)
