@@ -79,5 +79,6 @@ def main():
   print("\n## lung_unet:cpu, paper split, 256x256, 80 epochs, seed 0 (same columns)\n")
   print(table_row("seed 0, 256x256, 80 epochs", RUN_256)[2])
 
+
 if __name__ == "__main__":
   main()
