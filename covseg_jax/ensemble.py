@@ -118,10 +118,14 @@ def restore(workdir, which=None, mesh=None):
   record = read_record(workdir)
   which = checkpoint.parse_which(record["checkpoint"] if which is None else which)
   mesh = parallel.create_mesh() if mesh is None else mesh
-  runs = restore_members(member_paths(workdir), which, mesh)
+  return _as_one_run(restore_members(member_paths(workdir), which, mesh),
+                     checkpoint.load_config(workdir))
+
+
+def _as_one_run(runs, config):
+  """The members' restored runs as one checkpoint.Run with the ensemble's config."""
   return dataclasses.replace(
-      runs[0], config=checkpoint.load_config(workdir),
-      model=EnsembleModel(tuple(r.model for r in runs)),
+      runs[0], config=config, model=EnsembleModel(tuple(r.model for r in runs)),
       variables=tuple(r.variables for r in runs))
 
 
@@ -146,13 +150,15 @@ def create(members, out, which="last", tta_flip=None, command=None, splits=None)
 
   tta_flip: None takes the members' eval.tta_flip, which must then agree.
   splits: the splits the caller is to evaluate; None for the default.
-  Returns those splits: by default val and test, or test for an ensemble over folds.
+  Returns (splits, run): the splits, by default val and test or test for an ensemble over folds,
+  and the ensemble restored as one checkpoint.Run, to pass to evaluate.evaluate_run so that the
+  members are restored once (and the steps recorded are the steps evaluated).
   Raises InputError before writing anything if a member or `out` is unusable (a member whose
   split.json names other slices than its config gives now among them), or `splits` names val
   or train for an ensemble over folds.
   """
   _check_out(out, members)
-  runs = restore_members(members, which, parallel.create_mesh(jax.devices()[:1]))
+  runs = restore_members(members, which, parallel.create_mesh())
   if tta_flip is None:
     flags = {bool(r.config.eval.get("tta_flip", False)) for r in runs}
     if len(flags) > 1:
@@ -183,7 +189,7 @@ def create(members, out, which="last", tta_flip=None, command=None, splits=None)
     f.write(config.to_json_best_effort(indent=2))
   with open(os.path.join(out, checkpoint.ENSEMBLE_FILE), "w", encoding="utf-8") as f:
     json.dump(record, f, indent=2)
-  return splits
+  return splits, _as_one_run(runs, checkpoint.load_config(out))  # As restore() reads it.
 
 
 def main(argv):
@@ -213,9 +219,9 @@ def main(argv):
     if not splits or set(splits) - {"train", "val", "test"}:
       parser.error(f"--splits must name train, val or test, got {options.splits!r}")
   try:
-    splits = create(members, options.out, which, options.tta_flip,
-                    shlex.join(["python", "-m", "covseg_jax.ensemble", *argv]), splits)
-    for split, results in evaluate.evaluate_run(options.out, splits=splits).items():
+    splits, run = create(members, options.out, which, options.tta_flip,
+                         shlex.join(["python", "-m", "covseg_jax.ensemble", *argv]), splits)
+    for split, results in evaluate.evaluate_run(options.out, splits=splits, run=run).items():
       print(f"{split}: global accuracy {results['global_accuracy_mean']:.4f}; Dice "
             + ", ".join(f"{name} {m['dice']:.3f}" for name, m in results["classes"].items()))
   except InputError as e:

@@ -244,7 +244,7 @@ def evaluate_and_report(workdir, config, split, evaluator, variables, *, split_n
 
 
 def evaluate_run(workdir, which=None, splits=None, mesh=None, tta_flip=None, fill_holes=None,
-                 foreground_threshold=None, logit_offsets=None):
+                 foreground_threshold=None, logit_offsets=None, run=None):
   """Restores a run from `workdir` alone, evaluates splits and writes their reports.
 
   Args:
@@ -260,6 +260,8 @@ def evaluate_run(workdir, which=None, splits=None, mesh=None, tta_flip=None, fil
       eval.foreground_threshold (0.5 for runs from before it existed). Two-class runs only.
     logit_offsets: labels_from_logits' offsets, one per class; None takes the run's
       eval.logit_offsets (() for runs from before they existed). Multi-class runs only.
+    run: the checkpoint.Run of `workdir` at `which`, where the caller has just restored it
+      (ensemble.create); None restores it.
 
   Returns:
     {split: the results dict (see `compute_results`)}, each also written to
@@ -284,7 +286,8 @@ def evaluate_run(workdir, which=None, splits=None, mesh=None, tta_flip=None, fil
   dataset = pipeline.load_dataset(config.data)
   checkpoint.check_split_record(workdir, dataset)
   mesh = parallel.create_mesh() if mesh is None else mesh
-  run = checkpoint.restore_run(workdir, which, mesh)
+  if run is None:
+    run = checkpoint.restore_run(workdir, which, mesh)
   evaluator = Evaluator(mesh, run.model.apply, run.config.train.loss, dataset.class_weights,
                         run.config.eval.batch_size, tta_flip, fill_holes, foreground_threshold,
                         logit_offsets)

@@ -72,6 +72,22 @@ def test_the_prediction_is_the_argmax_of_the_mean_softmax(members, tmp_path):
   assert record["checkpoint"] == "last" and record["member_steps"] == [18, 18]
 
 
+def test_the_command_restores_each_member_once(members, tmp_path, monkeypatch):
+  restored = []
+  restore_run = checkpoint.restore_run
+
+  def counted(workdir, *args, **kwargs):
+    restored.append(os.path.realpath(workdir))
+    return restore_run(workdir, *args, **kwargs)
+
+  monkeypatch.setattr(checkpoint, "restore_run", counted)
+  out = str(tmp_path / "ensemble")
+  assert ensemble.main([f"--members={','.join(members)}", f"--out={out}"]) == 0
+  assert restored == [os.path.realpath(m) for m in members]  # Not again to evaluate.
+  assert os.path.exists(os.path.join(out, "val_metrics.json"))
+  assert os.path.exists(os.path.join(out, "test_metrics.json"))
+
+
 def test_an_ensemble_of_a_run_and_its_copy_is_the_run(members, tmp_path):
   copy = str(tmp_path / "copy")
   shutil.copytree(members[0], copy)
