@@ -14,6 +14,8 @@ set (RESULTS.md, R30). Validation lung Dice, lung_resnet_improved -> lung_unet:
 0.9559 -> 0.9740, 0.9577 -> 0.9734, 0.9728 -> 0.9803, 0.9712 -> 0.9732, 0.9718 -> 0.9732;
 mean 0.9659 -> 0.9748, up on every fold. The consolidated slice 24 goes from 0.435 to 0.832,
 the basal slice 75 from 0.625 to 0.897.
+Tried on the same folds and not adopted (RESULTS.md, R34): train.rotation_degrees = 15 with
+train.scale_range = 0.15, 0.9687, up on 1 of 5; train.gamma_range = 0.5, 0.9721, up on 2 of 5.
 
   python -m covseg_jax.main --config=configs/lung_unet.py --workdir=runs/lung_unet
   python -m covseg_jax.main --config=configs/lung_unet.py:cpu --workdir=runs/lung_unet_cpu
