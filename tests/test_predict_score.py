@@ -50,10 +50,16 @@ def test_scores_are_those_of_the_masks_predict_writes(tmp_path, data_dir, infect
 
   data = medseg.load_medseg(data_dir)
   labels, reference_lung = data.labels[numbers - 1], data.lung[numbers - 1]
-  assert results['lung']['lung'] == pytest.approx(dice(reference_lung, written('lung') > 0, 1))
+  # score segments the slices as one batch, predict one at a time: on some CPUs (an Intel Xeon
+  # with AVX-512) float32 rounds differently with the batch size, and the untrained models'
+  # near-tied logits turn that into a few pixels of another class (Dice off by about 1e-5
+  # relative there). A different pipeline would be off by far more than the 1e-3 allowed.
+  assert results['lung']['lung'] == pytest.approx(dice(reference_lung, written('lung') > 0, 1),
+                                                  rel=1e-3)
   lesions = written('infection')
   expected = [dice(labels, lesions, c) for c in (1, 2, 3)]
-  np.testing.assert_allclose(list(results['lesions in the predicted lung'].values()), expected)
+  np.testing.assert_allclose(list(results['lesions in the predicted lung'].values()), expected,
+                             rtol=1e-3)
   assert list(results['lesions in the reference lung']) == list(infection.class_names[1:])
 
 
