@@ -16,6 +16,9 @@ mean 0.9659 -> 0.9748, up on every fold. The consolidated slice 24 goes from 0.4
 the basal slice 75 from 0.625 to 0.897.
 Tried on the same folds and not adopted (RESULTS.md, R34): train.rotation_degrees = 15 with
 train.scale_range = 0.15, 0.9687, up on 1 of 5; train.gamma_range = 0.5, 0.9721, up on 2 of 5.
+And on the same folds trained again on another CPU (RESULTS.md, R35; lung_unet 0.9737 there):
+model.depth = 5, 0.9721, up on 3 of 5; train.loss = 'weighted_ce+dice', +0.0013 over three seeds
+(+0.0014, +0.0031, -0.0005), a quarter of lung_unet's own spread over seeds.
 
   python -m covseg_jax.main --config=configs/lung_unet.py --workdir=runs/lung_unet
   python -m covseg_jax.main --config=configs/lung_unet.py:cpu --workdir=runs/lung_unet_cpu
