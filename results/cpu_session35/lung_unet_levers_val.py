@@ -35,15 +35,18 @@ COMPARISONS = (  # (change, lung_unet with the same seed)
 )
 
 
-def table(split):
+def fold_table(split, runs, comparisons):
+  """Prints each fold's lung Dice of `runs` ({name: (run pattern, overrides)}; the first is the
+  reference for the worst slice) on `split` and, per (change, base) of `comparisons`, the mean
+  difference; returns {name: [Dice per fold]}."""
   print(f"\n## {split} slices: lung Dice per fold (flip TTA and hole filling, last checkpoint)\n")
-  names = list(RUNS)
-  print("| fold | " + " | ".join(names) + " | the slice lung_unet, seed 0 does worst on "
+  names = list(runs)
+  print("| fold | " + " | ".join(names) + f" | the slice {names[0]} does worst on "
         "(the same columns) |")
   print("|---" * (len(names) + 2) + "|")
   dice = {name: [] for name in names}
   for fold in range(5):
-    slices = {name: load(RUNS[name][0].format(fold), split) for name in names}
+    slices = {name: load(runs[name][0].format(fold), split) for name in names}
     base_slices = slices[names[0]][1]
     worst = min(base_slices, key=base_slices.get)
     for name in names:
@@ -53,22 +56,38 @@ def table(split):
           + " / ".join(f"{slices[n][1][worst]:.3f}" for n in names) + " |")
   print("| mean | " + " | ".join(f"{sum(d) / len(d):.4f}" for d in dice.values()) + " | |")
   print()
-  for change, base in COMPARISONS:
+  for change, base in comparisons:
     diffs = [c - b for c, b in zip(dice[change], dice[base])]
     print(f"- {change} against {base}: {sum(diffs) / len(diffs):+.4f} on average, higher on "
           f"{sum(d > 0 for d in diffs)} of {len(diffs)} folds.")
-  diffs = [c - b for change, base in COMPARISONS if change.startswith("CE + Dice")
+  return dice
+
+
+def seeds_line(dice, comparisons, change_prefix, seeds):
+  """Prints the mean difference of the `comparisons` whose change starts with change_prefix,
+  over all their fold-seed pairs."""
+  diffs = [c - b for change, base in comparisons if change.startswith(change_prefix)
            for c, b in zip(dice[change], dice[base])]
-  print(f"- CE + Dice over the three seeds: {sum(diffs) / len(diffs):+.4f} on average, higher on "
-        f"{sum(d > 0 for d in diffs)} of {len(diffs)} fold-seed pairs.")
+  print(f"- {change_prefix} over the {seeds} seeds: {sum(diffs) / len(diffs):+.4f} on average, "
+        f"higher on {sum(d > 0 for d in diffs)} of {len(diffs)} fold-seed pairs.")
 
 
-def main():
+def table(split):
+  dice = fold_table(split, RUNS, COMPARISONS)
+  seeds_line(dice, COMPARISONS, "CE + Dice", "three")
+
+
+def check_and_tabulate(runs, table):
+  """Checks every fold's config.json of `runs`, then prints table(split) for val and test."""
   for fold in range(5):
-    for run, overrides in RUNS.values():
+    for run, overrides in runs.values():
       check_config(run.format(fold), FOLDS + [f"--config.data.fold={fold}", *overrides])
   table("val")  # The decision.
   table("test")  # Read after it.
+
+
+def main():
+  check_and_tabulate(RUNS, table)
 
 
 if __name__ == "__main__":
