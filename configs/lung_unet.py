@@ -20,7 +20,7 @@ And on the same folds trained again on another CPU (RESULTS.md, R35; lung_unet 0
 model.depth = 5, 0.9721, up on 3 of 5; train.loss = 'weighted_ce+dice', +0.0013 over three seeds
 (+0.0014, +0.0031, -0.0005), a quarter of lung_unet's own spread over seeds.
 On that CPU again (RESULTS.md, R36): model.base_features = 32 (twice the :cpu width), 0.9689, up
-on 1 of 5; 80 epochs instead of 40, -0.0027 and +0.0052 for seeds 0 and 1.
+on 1 of 5; 80 epochs instead of 40, +0.0016 over three seeds (-0.0027, +0.0052, +0.0023).
 
   python -m covseg_jax.main --config=configs/lung_unet.py --workdir=runs/lung_unet
   python -m covseg_jax.main --config=configs/lung_unet.py:cpu --workdir=runs/lung_unet_cpu
