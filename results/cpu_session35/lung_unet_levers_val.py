@@ -63,18 +63,19 @@ def fold_table(split, runs, comparisons):
   return dice
 
 
-def seeds_line(dice, comparisons, change_prefix, seeds):
-  """Prints the mean difference of the `comparisons` whose change starts with change_prefix,
-  over all their fold-seed pairs."""
-  diffs = [c - b for change, base in comparisons if change.startswith(change_prefix)
-           for c, b in zip(dice[change], dice[base])]
+def seeds_line(dice, comparisons, change_prefix):
+  """Prints the mean difference of the `comparisons` whose change starts with change_prefix
+  (one per seed), over all their fold-seed pairs."""
+  pairs = [(change, base) for change, base in comparisons if change.startswith(change_prefix)]
+  diffs = [c - b for change, base in pairs for c, b in zip(dice[change], dice[base])]
+  seeds = {2: "two", 3: "three"}.get(len(pairs), len(pairs))
   print(f"- {change_prefix} over the {seeds} seeds: {sum(diffs) / len(diffs):+.4f} on average, "
         f"higher on {sum(d > 0 for d in diffs)} of {len(diffs)} fold-seed pairs.")
 
 
 def table(split):
   dice = fold_table(split, RUNS, COMPARISONS)
-  seeds_line(dice, COMPARISONS, "CE + Dice", "three")
+  seeds_line(dice, COMPARISONS, "CE + Dice")
 
 
 def check_and_tabulate(runs, table):

@@ -41,7 +41,7 @@ def mean(values):
 
 def table(split):
   dice = fold_table(split, RUNS, COMPARISONS)
-  seeds_line(dice, COMPARISONS, "80 epochs", "three")
+  seeds_line(dice, COMPARISONS, "80 epochs")
   seed_means = [mean([dice[s][fold] for s in SEEDS]) for fold in range(5)]
   diffs = [c - b for c, b in zip(dice["width 32, seed 0"], seed_means)]
   print(f"- width 32, seed 0 against the mean of lung_unet's three seeds "
