@@ -160,7 +160,7 @@ def _random_split(config, num_images, num_classes, seed=0):
 def _setup(config, mesh):
   """(model, number of classes, replicated train state) as train_and_evaluate builds them."""
   num_classes = preprocess.num_classes(config.data.task)
-  model = models.get_model(config.model, num_classes)
+  model = models.for_config(config)
   tc = config.train
   learning_rate_fn = train.create_learning_rate_fn(tc, PAPER_TRAIN_IMAGES // tc.batch_size)
   state = train.create_train_state(jax.random.key(0), model, config.data.image_size,

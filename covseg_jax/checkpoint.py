@@ -457,7 +457,7 @@ def restore_run(workdir, which: Union[str, int] = "best", mesh=None) -> Run:
   mesh = parallel.create_mesh() if mesh is None else mesh
   task = config.data.task
   num_classes = preprocess.num_classes(task)
-  model = models.get_model(config.model, num_classes)
+  model = models.for_config(config)
   abstract = _abstract_variables(model, config.data.image_size, parallel.replicated_sharding(mesh))
 
   directories = {name: os.path.join(os.path.abspath(workdir), name)

@@ -217,6 +217,8 @@ def check_config(config, mesh):
       (data.task in preprocess.TASKS, f"data.task={data.task!r} is not one of {preprocess.TASKS}"),
       (data.task == "lung" or not config.eval.fill_holes,
        f"eval.fill_holes is for the lung task, not data.task={data.task!r}"),
+      (data.task == "lung" or not data.lesion_class,
+       f"data.lesion_class is for the lung task, not data.task={data.task!r}"),
       (data.split in splits.SPLITS, f"data.split={data.split!r} is not one of {splits.SPLITS}"),
       (data.normalization in preprocess.NORMALIZATIONS,
        f"data.normalization={data.normalization!r} is not one of {preprocess.NORMALIZATIONS}"),
@@ -233,7 +235,7 @@ def check_config(config, mesh):
   try:
     parallel.check_batch_size(tc.batch_size, mesh)
     checkpoint.parse_which(config.eval.checkpoint)
-    model = models.get_model(config.model, preprocess.num_classes(data.task))
+    model = models.for_config(config)
     jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
                    jax.ShapeDtypeStruct((1, data.image_size, data.image_size, 1), jnp.float32))
   except (ValueError, TypeError) as e:
@@ -265,7 +267,7 @@ def train_and_evaluate(config, workdir):
   steps_per_epoch = num_train // tc.batch_size  # MATLAB drops the last partial mini-batch.
   total_steps = tc.epochs * steps_per_epoch
 
-  model = models.get_model(config.model, dataset.num_classes)
+  model = models.for_config(config)
   learning_rate_fn = create_learning_rate_fn(tc, steps_per_epoch)
   rng = jax.random.key(config.seed)
   init_rng, step_rng = jax.random.split(rng)
@@ -287,8 +289,8 @@ def train_and_evaluate(config, workdir):
                          _validation_scalar_names(dataset.class_names))
 
   train_images = parallel.replicate(dataset.train.images, mesh)
-  train_labels = parallel.replicate(dataset.train.labels, mesh)
-  class_weights = parallel.replicate(dataset.class_weights, mesh)
+  train_labels = parallel.replicate(dataset.train_targets, mesh)
+  class_weights = parallel.replicate(dataset.train_class_weights, mesh)
   center = parallel.replicate(training_center(dataset.mean_image, tc), mesh)
   step_fn = jax.jit(
       functools.partial(train_steps, train_config=tc, sharding=parallel.batch_sharding(mesh)),

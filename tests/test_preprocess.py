@@ -111,6 +111,9 @@ def test_tasks_and_lung_mask():
   assert [preprocess.num_classes(t) for t in ('binary', 'multi', 'lung')] == [2, 4, 2]
   with pytest.raises(ValueError):
     preprocess.num_classes('lobes')
+  # Outside the lung, healthy lung, lesion inside the lung; a lesion outside the lung is outside.
+  lung_lesion = preprocess.lung_lesion_labels(np.array([[0, 0, 2, 3]]), np.array([[0, 1, 2, 0]]))
+  assert lung_lesion.dtype == np.uint8 and lung_lesion.tolist() == [[0, 1, 2, 0]]
   images = np.array([[5.0, 6.0, 7.0, 8.0]], np.float32)
   masked = preprocess.apply_lung_mask(images, lung)
   assert masked.dtype == np.float32 and masked.tolist() == [[0, 6, 7, 8]]

@@ -172,6 +172,30 @@ def test_sharded_step_equals_single_device(data_dir, family):
   jax.tree.map(close, stats1, stats4)
 
 
+def test_lesion_class_trains_on_three_classes_and_predicts_the_lung(data_dir, tmp_path):
+  """data.lesion_class: the network trains on outside / lung without lesion / lesion, whose
+  last two merge into the lung task's labels; the run evaluates and restores as a lung run."""
+  config = tiny_config(data_dir, family=lung_resnet)
+  config.data.lesion_class = True
+  dataset = pipeline.load_dataset(config.data)
+  targets = dataset.train_targets
+  assert set(np.unique(targets)) == {0, 1, 2}
+  np.testing.assert_array_equal(targets > 0, dataset.train.labels == 1)
+  assert dataset.train_class_weights.shape == (3,) and dataset.class_weights.shape == (2,)
+  workdir = str(tmp_path / "run")
+  results = train.train_and_evaluate(config, workdir)
+  assert set(results["classes"]) == {"background", "lung"}
+  run = checkpoint.restore_run(workdir, "last")
+  images = dataset.test.images[:2]
+  merged = run.model.apply(run.variables, images, train=False)
+  assert merged.shape == images.shape[:3] + (2,)
+  fine = run.model.apply(run.variables, images, method=lambda m, x: m.network(x, train=False))
+  assert fine.shape == images.shape[:3] + (3,)
+  probs = jax.nn.softmax(fine.astype(np.float32), axis=-1)
+  np.testing.assert_allclose(jax.nn.softmax(merged, axis=-1)[..., 1],
+                             probs[..., 1] + probs[..., 2], atol=1e-5)
+
+
 def test_batch_size_must_divide_devices():
   mesh = parallel.create_mesh(jax.devices()[:4])
   with pytest.raises(ValueError, match="not divisible by the 4 devices"):
@@ -272,6 +296,7 @@ def test_steps_per_call_does_not_change_the_run(data_dir, tmp_path):
     ("model.name", "resnet", "unknown model name 'resnet'"),
     ("eval.checkpoint", "first", "'best', 'last' or a step number"),
     ("eval.fill_holes", True, "eval.fill_holes is for the lung task, not data.task='multi'"),
+    ("data.lesion_class", True, "data.lesion_class is for the lung task, not data.task='multi'"),
     ("eval.foreground_threshold", 0.8, "is for the two-class tasks .binary, lung., not data"),
     ("eval.foreground_threshold", 0.0, "eval.foreground_threshold=0.0 must be in"),
     ("eval.logit_offsets", (0.0, -1.0), "eval.logit_offsets=.0.0, -1.0. must be 4 finite"),

@@ -32,6 +32,10 @@ class Dataset:
   class_names: tuple
   class_weights: np.ndarray  # Median-frequency weights from the training labels.
   mean_image: Optional[np.ndarray]  # Training mean image for 'zero_center', else None.
+  # What the network trains on, (N,S,S) int32: train.labels, or with data.lesion_class the
+  # three classes of preprocess.lung_lesion_labels; and their median-frequency weights.
+  train_targets: np.ndarray
+  train_class_weights: np.ndarray
 
   def split(self, name):
     if name not in ("train", "val", "test"):
@@ -70,6 +74,11 @@ def load_dataset(data_config):
   images = preprocess.resize_images(images, size)
   labels = preprocess.resize_labels(labels, size)
   lung = preprocess.resize_labels(source.lung, size)
+  targets, num_targets = labels, preprocess.num_classes(data_config.task)
+  if data_config.get("lesion_class", False):  # Absent from the config.json of older runs.
+    targets = preprocess.resize_labels(
+        preprocess.lung_lesion_labels(source.labels, source.lung), size)
+    num_targets = len(preprocess.LESION_CLASS_NAMES)
 
   mean_image = None
   if data_config.normalization == "zero_center":
@@ -91,12 +100,14 @@ def load_dataset(data_config):
 
   num_classes = preprocess.num_classes(data_config.task)
   train = take(split.train)
+  train_targets = targets[split.train].astype(np.int32)
   return Dataset(
       train=train, val=take(split.val), test=take(split.test),
       task=data_config.task, num_classes=num_classes,
       class_names=tuple(preprocess.CLASS_NAMES[data_config.task]),
       class_weights=median_frequency_weights(train.labels, num_classes),
-      mean_image=mean_image)
+      mean_image=mean_image, train_targets=train_targets,
+      train_class_weights=median_frequency_weights(train_targets, num_targets))
 
 
 def epoch_order(seed, epoch, num_examples):

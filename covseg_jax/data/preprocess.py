@@ -12,6 +12,10 @@ CLASS_NAMES = {
               'pleural effusion'),
     'lung': ('background', 'lung'),
 }
+# data.lesion_class: the lung task's network trains on these three classes and predicts the
+# task's two, whose logits are those of these groups of its outputs merged (models.MergedClasses).
+LESION_CLASS_NAMES = ('background', 'lung without lesion', 'lesion')
+LESION_CLASS_GROUPS = ((0,), (1, 2))
 NORMALIZATIONS = ('zero_center', 'minmax', 'zscore', 'hu_window')
 # Lung window in HU (level -300, width 1400).
 HU_LUNG_WINDOW = (-1000.0, 400.0)
@@ -160,3 +164,10 @@ def labels_for_task(labels, lung, task):
   if task == 'multi':
     return np.asarray(labels).astype(np.uint8)
   return (np.asarray(lung) > 0).astype(np.uint8)
+
+
+def lung_lesion_labels(labels, lung):
+  """uint8 targets of data.lesion_class: 0 outside the lung, 1 lung without lesion, 2 lesion
+  (any class of `labels`) inside the lung; LESION_CLASS_GROUPS merges them into the lung mask."""
+  inside = np.asarray(lung) > 0
+  return (inside.astype(np.uint8) + (inside & (np.asarray(labels) > 0))).astype(np.uint8)
