@@ -21,6 +21,9 @@ model.depth = 5, 0.9721, up on 3 of 5; train.loss = 'weighted_ce+dice', +0.0013 
 (+0.0014, +0.0031, -0.0005), a quarter of lung_unet's own spread over seeds.
 On that CPU again (RESULTS.md, R36): model.base_features = 32 (twice the :cpu width), 0.9689, up
 on 1 of 5; 80 epochs instead of 40, +0.0016 over three seeds (-0.0027, +0.0052, +0.0023).
+And (RESULTS.md, R37): data.lesion_class = True (trained on outside the lung, lung without
+lesion and lesion, the last two merged into the lung), -0.0046 over three seeds (-0.0034,
+-0.0016, -0.0090).
 
   python -m covseg_jax.main --config=configs/lung_unet.py --workdir=runs/lung_unet
   python -m covseg_jax.main --config=configs/lung_unet.py:cpu --workdir=runs/lung_unet_cpu
