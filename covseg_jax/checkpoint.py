@@ -16,9 +16,11 @@ max_to_keep keeps the best N rather than the latest.
 """
 import dataclasses
 import functools
+import gc
 import json
 import os
 import sys
+import warnings
 from asyncio.log import logger as asyncio_logger
 from typing import Any, Union
 
@@ -239,6 +241,10 @@ def _state_items(state):
           "train": {"step": state.step, "opt_state": state.opt_state}}
 
 
+# The warning for an unawaited coroutine of orbax's array-metadata reads (`_drop_abandoned_reads`).
+ABANDONED_METADATA_READ = r"coroutine '[\w.]*_get_array_metadatas' was never awaited"
+
+
 def _is_not_an_abandoned_read(record):
   """False for asyncio's report of a read task garbage-collected with its error unread."""
   message = record.getMessage()
@@ -254,11 +260,15 @@ def _drop_abandoned_reads():
   error reaches us, some after the restore has returned. The reads of the other arrays that
   failed too are garbage-collected with their errors unread, which asyncio logs with a
   traceback ('Task exception was never retrieved'), when the collection happens to come before
-  the process ends. From the first restore on, those two (and only those) are dropped for the
-  rest of the process; every other unraisable exception still reaches the hook that was there
-  before, every other asyncio message its logger.
+  the process ends. And the array-metadata reads orbax created but never started are
+  garbage-collected unawaited, which Python reports as a RuntimeWarning ("coroutine
+  'ArrayMetadataStore._get_array_metadatas' was never awaited"), often only as the process
+  exits. From the first restore on, those three (and only those) are dropped for the rest of
+  the process; every other unraisable exception still reaches the hook that was there before,
+  every other asyncio message its logger, every other warning its filters.
   """
   asyncio_logger.addFilter(_is_not_an_abandoned_read)  # Added once, however often called.
+  warnings.filterwarnings("ignore", message=ABANDONED_METADATA_READ, category=RuntimeWarning)
   previous = sys.unraisablehook
   if getattr(previous, "drops_abandoned_reads", False):
     return
@@ -482,6 +492,11 @@ def restore_run(workdir, which: Union[str, int] = "best", mesh=None) -> Run:
   finally:
     for manager in managers.values():
       manager.close()
+  if damaged:
+    # The failed restores' abandoned reads are garbage in reference cycles: collected now, while
+    # _drop_abandoned_reads' filters apply, not as the process exits, when warning filters no
+    # longer do and "coroutine ... was never awaited" could follow the one-line error.
+    gc.collect()
   if restored is None:
     raise InputError(f"{manager.directory}: checkpoint(s) {sorted(damaged)} damaged")
   if damaged:
