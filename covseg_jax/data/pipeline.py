@@ -74,7 +74,8 @@ def load_dataset(data_config):
   images = preprocess.resize_images(images, size)
   labels = preprocess.resize_labels(labels, size)
   lung = preprocess.resize_labels(source.lung, size)
-  targets, num_targets = labels, preprocess.num_classes(data_config.task)
+  num_classes = preprocess.num_classes(data_config.task)
+  targets, num_targets = labels, num_classes
   if data_config.get("lesion_class", False):  # Absent from the config.json of older runs.
     targets = preprocess.resize_labels(
         preprocess.lung_lesion_labels(source.labels, source.lung), size)
@@ -98,7 +99,6 @@ def load_dataset(data_config):
         raw=images[indices].astype(np.float32),
         slice_numbers=np.asarray(source.slice_numbers)[indices])
 
-  num_classes = preprocess.num_classes(data_config.task)
   train = take(split.train)
   train_targets = targets[split.train].astype(np.int32)
   return Dataset(
