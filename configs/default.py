@@ -27,8 +27,10 @@ def get_config(arg=None):
   config.data.image_size = 256  # The paper resized 512 -> 256.
   config.data.normalization = "zero_center"  # Subtract the training mean image (MATLAB 'zerocenter').
   config.data.lung_mask = True  # Zero everything outside the lungs.
-  # Lung task only: train on three classes, outside the lung, lung without lesion and lesion
-  # (any class of the labels) inside the lung, and predict the lung as the last two merged.
+  # Lung and binary tasks: train on finer classes, the lesions in classes of their own, and
+  # predict the task's as groups of them merged (preprocess.LESION_CLASSES). Lung: outside the
+  # lung, lung without lesion and lesion (any class of the labels) inside the lung, the lung
+  # the last two merged; binary: the multi task's four classes, infected the three lesions.
   config.data.lesion_class = False
   # 'paper' (72/10/18 of the authors), 'kfold' (cross-validation) or 'paper_kfold' (the
   # paper's test slices in every fold, folds of the other 82: to ensemble); see data/splits.py.

@@ -217,8 +217,9 @@ def check_config(config, mesh):
       (data.task in preprocess.TASKS, f"data.task={data.task!r} is not one of {preprocess.TASKS}"),
       (data.task == "lung" or not config.eval.fill_holes,
        f"eval.fill_holes is for the lung task, not data.task={data.task!r}"),
-      (data.task == "lung" or not data.lesion_class,
-       f"data.lesion_class is for the lung task, not data.task={data.task!r}"),
+      (data.task in preprocess.LESION_CLASSES or not data.lesion_class,
+       f"data.lesion_class is for the tasks {tuple(preprocess.LESION_CLASSES)}, "
+       f"not data.task={data.task!r}"),
       (data.split in splits.SPLITS, f"data.split={data.split!r} is not one of {splits.SPLITS}"),
       (data.normalization in preprocess.NORMALIZATIONS,
        f"data.normalization={data.normalization!r} is not one of {preprocess.NORMALIZATIONS}"),

@@ -112,8 +112,18 @@ def test_tasks_and_lung_mask():
   with pytest.raises(ValueError):
     preprocess.num_classes('lobes')
   # Outside the lung, healthy lung, lesion inside the lung; a lesion outside the lung is outside.
-  lung_lesion = preprocess.lung_lesion_labels(np.array([[0, 0, 2, 3]]), np.array([[0, 1, 2, 0]]))
+  lung_lesion = preprocess.lesion_class_targets(np.array([[0, 0, 2, 3]]),
+                                                np.array([[0, 1, 2, 0]]), 'lung')
   assert lung_lesion.dtype == np.uint8 and lung_lesion.tolist() == [[0, 1, 2, 0]]
+  # Binary: the multi task's classes, whose lesion group is the binary task's infected class.
+  assert preprocess.lesion_class_targets(labels, lung, 'binary').tolist() == [[0, 1, 2, 3]]
+  for task, (names, groups) in preprocess.LESION_CLASSES.items():
+    fine = preprocess.lesion_class_targets(labels, lung, task)
+    merged = np.select([np.isin(fine, group) for group in groups], range(len(groups)))
+    assert merged.tolist() == preprocess.labels_for_task(labels, lung, task).tolist()
+    assert sorted(sum(groups, ())) == list(range(len(names)))
+  with pytest.raises(ValueError, match="not 'multi'"):
+    preprocess.lesion_class_targets(labels, lung, 'multi')
   images = np.array([[5.0, 6.0, 7.0, 8.0]], np.float32)
   masked = preprocess.apply_lung_mask(images, lung)
   assert masked.dtype == np.float32 and masked.tolist() == [[0, 6, 7, 8]]

@@ -11,7 +11,7 @@ import optax
 import pytest
 from flax import traverse_util
 
-from configs import lung_resnet, segnet_multi, unet_multi
+from configs import lung_resnet, segnet_binary, segnet_multi, unet_multi
 from covseg_jax import checkpoint, models, parallel, train
 from covseg_jax.data import pipeline, preprocess
 from covseg_jax.errors import InputError
@@ -196,6 +196,23 @@ def test_lesion_class_trains_on_three_classes_and_predicts_the_lung(data_dir, tm
                              probs[..., 1] + probs[..., 2], atol=1e-5)
 
 
+def test_lesion_class_binary_trains_on_the_lesion_kinds(data_dir):
+  """data.lesion_class for the binary task: the network trains on the multi task's four
+  classes and predicts not infected / infected, the three lesion classes merged."""
+  config = tiny_config(data_dir, family=segnet_binary)
+  config.data.lesion_class = True
+  dataset = pipeline.load_dataset(config.data)
+  np.testing.assert_array_equal(dataset.train_targets > 0, dataset.train.labels == 1)
+  assert dataset.train_targets.max() == 3
+  assert dataset.train_class_weights.shape == (4,) and dataset.class_weights.shape == (2,)
+  model = models.for_config(config)
+  images = dataset.test.images[:2]
+  variables = model.init(jax.random.key(0), images, train=False)
+  assert model.apply(variables, images, train=False).shape == images.shape[:3] + (2,)
+  fine, _ = model.apply(variables, images, train=True, mutable=["batch_stats"])
+  assert fine.shape == images.shape[:3] + (4,)
+
+
 def test_batch_size_must_divide_devices():
   mesh = parallel.create_mesh(jax.devices()[:4])
   with pytest.raises(ValueError, match="not divisible by the 4 devices"):
@@ -296,7 +313,8 @@ def test_steps_per_call_does_not_change_the_run(data_dir, tmp_path):
     ("model.name", "resnet", "unknown model name 'resnet'"),
     ("eval.checkpoint", "first", "'best', 'last' or a step number"),
     ("eval.fill_holes", True, "eval.fill_holes is for the lung task, not data.task='multi'"),
-    ("data.lesion_class", True, "data.lesion_class is for the lung task, not data.task='multi'"),
+    ("data.lesion_class", True,
+     "data.lesion_class is for the tasks .'lung', 'binary'., not data.task='multi'"),
     ("eval.foreground_threshold", 0.8, "is for the two-class tasks .binary, lung., not data"),
     ("eval.foreground_threshold", 0.0, "eval.foreground_threshold=0.0 must be in"),
     ("eval.logit_offsets", (0.0, -1.0), "eval.logit_offsets=.0.0, -1.0. must be 4 finite"),

@@ -33,7 +33,7 @@ class Dataset:
   class_weights: np.ndarray  # Median-frequency weights from the training labels.
   mean_image: Optional[np.ndarray]  # Training mean image for 'zero_center', else None.
   # What the network trains on, (N,S,S) int32: train.labels, or with data.lesion_class the
-  # three classes of preprocess.lung_lesion_labels; and their median-frequency weights.
+  # classes of preprocess.lesion_class_targets; and their median-frequency weights.
   train_targets: np.ndarray
   train_class_weights: np.ndarray
 
@@ -78,8 +78,8 @@ def load_dataset(data_config):
   targets, num_targets = labels, num_classes
   if data_config.get("lesion_class", False):  # Absent from the config.json of older runs.
     targets = preprocess.resize_labels(
-        preprocess.lung_lesion_labels(source.labels, source.lung), size)
-    num_targets = len(preprocess.LESION_CLASS_NAMES)
+        preprocess.lesion_class_targets(source.labels, source.lung, data_config.task), size)
+    num_targets = len(preprocess.LESION_CLASSES[data_config.task][0])
 
   mean_image = None
   if data_config.normalization == "zero_center":

@@ -12,10 +12,13 @@ CLASS_NAMES = {
               'pleural effusion'),
     'lung': ('background', 'lung'),
 }
-# data.lesion_class: the lung task's network trains on these three classes and predicts the
-# task's two, whose logits are those of these groups of its outputs merged (models.MergedClasses).
-LESION_CLASS_NAMES = ('background', 'lung without lesion', 'lesion')
-LESION_CLASS_GROUPS = ((0,), (1, 2))
+# data.lesion_class: the network trains on finer classes than its task's, the lesions in classes
+# of their own, and predicts the task's classes, whose logits are those of these groups of its
+# outputs merged (models.MergedClasses). Per task: (training class names, groups).
+LESION_CLASSES = {
+    'lung': (('background', 'lung without lesion', 'lesion'), ((0,), (1, 2))),
+    'binary': (CLASS_NAMES['multi'], ((0,), (1, 2, 3))),
+}
 NORMALIZATIONS = ('zero_center', 'minmax', 'zscore', 'hu_window')
 # Lung window in HU (level -300, width 1400).
 HU_LUNG_WINDOW = (-1000.0, 400.0)
@@ -166,8 +169,13 @@ def labels_for_task(labels, lung, task):
   return (np.asarray(lung) > 0).astype(np.uint8)
 
 
-def lung_lesion_labels(labels, lung):
-  """uint8 targets of data.lesion_class: 0 outside the lung, 1 lung without lesion, 2 lesion
-  (any class of `labels`) inside the lung; LESION_CLASS_GROUPS merges them into the lung mask."""
+def lesion_class_targets(labels, lung, task):
+  """uint8 targets of data.lesion_class (LESION_CLASSES[task], whose groups merge them into the
+  task's labels): 'lung' 0 outside the lung, 1 lung without lesion, 2 lesion (any class of
+  `labels`) inside the lung; 'binary' the multi task's classes, one per kind of lesion."""
+  if task not in LESION_CLASSES:
+    raise ValueError(f'data.lesion_class is for the tasks {tuple(LESION_CLASSES)}, not {task!r}')
+  if task == 'binary':
+    return labels_for_task(labels, lung, 'multi')
   inside = np.asarray(lung) > 0
   return (inside.astype(np.uint8) + (inside & (np.asarray(labels) > 0))).astype(np.uint8)

@@ -62,8 +62,8 @@ def get_model(model_config, num_classes: int, groups: tuple = ()) -> nn.Module:
 
 def for_config(config) -> nn.Module:
   """The network an experiment config trains and evaluates: for data.task's classes, or with
-  data.lesion_class trained on preprocess.LESION_CLASS_NAMES and predicting the lung task's."""
+  data.lesion_class trained on preprocess.LESION_CLASSES[data.task] and predicting the task's."""
   if config.data.get('lesion_class', False):  # Absent from the config.json of older runs.
-    return get_model(config.model, len(preprocess.LESION_CLASS_NAMES),
-                     preprocess.LESION_CLASS_GROUPS)
+    names, groups = preprocess.LESION_CLASSES[config.data.task]
+    return get_model(config.model, len(names), groups)
   return get_model(config.model, preprocess.num_classes(config.data.task))
