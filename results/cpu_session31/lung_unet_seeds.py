@@ -46,10 +46,10 @@ def table_row(name, run, checkpoint="last"):
                      + "".join(f"| {per_slice[s]:.3f} " for s in HARD) + "|")
 
 
-def check_config(run, overrides):
+def check_config(run, overrides, config_arg="configs/lung_unet.py:cpu"):
   """Asserts that run's config.json is, field by field, the config its recorded command trains:
-  configs/lung_unet.py:cpu with `overrides`."""
-  config = config_file.load("configs/lung_unet.py:cpu", overrides)
+  config_arg with `overrides`."""
+  config = config_file.load(config_arg, overrides)
   expected = config_file.flatten(json.loads(config.to_json_best_effort()))
   with open(f"{run}/config.json", encoding="utf-8") as f:
     saved = {**ADDED_LATER, **config_file.flatten(json.load(f))}

@@ -35,11 +35,15 @@ COMPARISONS = (  # (change, lung_unet with the same seed)
 )
 
 
-def fold_table(split, runs, comparisons):
-  """Prints each fold's lung Dice of `runs` ({name: (run pattern, overrides)}; the first is the
-  reference for the worst slice) on `split` and, per (change, base) of `comparisons`, the mean
-  difference; returns {name: [Dice per fold]}."""
-  print(f"\n## {split} slices: lung Dice per fold (flip TTA and hole filling, last checkpoint)\n")
+LUNG_DICE = "lung Dice per fold (flip TTA and hole filling, last checkpoint)"
+
+
+def fold_table(split, runs, comparisons, load=load, what=LUNG_DICE):
+  """Prints each fold's Dice of `runs` ({name: (run pattern, overrides)}; the first is the
+  reference for the worst slice) on `split`, as load(run, split) gives it (the Dice and the
+  per-slice Dice), and, per (change, base) of `comparisons`, the mean difference; returns
+  {name: [Dice per fold]}."""
+  print(f"\n## {split} slices: {what}\n")
   names = list(runs)
   print("| fold | " + " | ".join(names) + f" | the slice {names[0]} does worst on "
         "(the same columns) |")
@@ -78,11 +82,13 @@ def table(split):
   seeds_line(dice, COMPARISONS, "CE + Dice")
 
 
-def check_and_tabulate(runs, table):
-  """Checks every fold's config.json of `runs`, then prints table(split) for val and test."""
+def check_and_tabulate(runs, table, config_arg="configs/lung_unet.py:cpu"):
+  """Checks every fold's config.json of `runs` (config_arg with the fold's and the run's
+  overrides), then prints table(split) for val and test."""
   for fold in range(5):
     for run, overrides in runs.values():
-      check_config(run.format(fold), FOLDS + [f"--config.data.fold={fold}", *overrides])
+      check_config(run.format(fold), FOLDS + [f"--config.data.fold={fold}", *overrides],
+                   config_arg)
   table("val")  # The decision.
   table("test")  # Read after it.
 
