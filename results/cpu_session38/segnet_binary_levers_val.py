@@ -1,4 +1,4 @@
-"""configs/segnet_binary_improved.py exp 4 with two changes it does not make, on the five
+"""configs/segnet_binary_improved.py exp 4 with three changes it does not make, on the five
 disjoint :cpu folds (128x128, 40 epochs), seeds 0, 1 and 2, each against the config with the same
 seed, all trained on the same folds and the same CPU (an Intel Xeon with AVX-512; block R38):
   - data.lesion_class: the network trains on the multi-class task's four classes (background
@@ -7,7 +7,9 @@ seed, all trained on the same folds and the same CPU (an Intel Xeon with AVX-512
     lesion need not share a class with others that look nothing like it;
   - train.lr_schedule=cosine: the learning rate decays along half a cosine to 0 at the last
     step instead of the paper's x0.95 every 12 epochs (a candidate on the multi-class config's
-    folds, R27, not tried on the binary one).
+    folds, R27, not tried on the binary one);
+  - train.gamma_range=0.5: random gamma, the one intensity augmentation (tried on the
+    multi-class config's folds with one seed, R30, not on the binary one).
 Each fold's validation slices (the decision), then its test slices, with the config's final
 evaluation (flip TTA, foreground threshold 0.8, last checkpoint).
 
@@ -24,6 +26,7 @@ R38 = "runs/s38/segnet_binary_improved_cv"
 CHANGES = {  # name: (the sweep's suffix, its override)
     "lesion classes": ("_lesion", "--config.data.lesion_class=True"),
     "cosine": ("_cosine", "--config.train.lr_schedule=cosine"),
+    "gamma": ("_gamma", "--config.train.gamma_range=0.5"),
 }
 
 
