@@ -72,6 +72,11 @@ def get_config(arg=None):
   # MATLAB's order: the datastore flips and shears the images, then the input layer subtracts
   # the mean image ('zero_center' only). False flips and shears the centred images, mean and all.
   config.train.center_after_augment = True
+  # Evaluate (validation, checkpoints' model, the final evaluation, predict) an exponential moving
+  # average of the weights and BatchNorm statistics, with a time constant of this many epochs
+  # (decay exp(-1 / (ema_epochs * steps per epoch)) per step), rather than the last step's; 0 is
+  # off (the paper). Not in the paper.
+  config.train.ema_epochs = 0.0
   config.train.val_every_steps = 10  # MATLAB ValidationFrequency.
   config.train.log_every_steps = 10
   config.train.image_summary_every_steps = 180  # TensorBoard overlays of fixed val slices.

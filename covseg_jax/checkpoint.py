@@ -8,8 +8,10 @@ A run directory holds everything evaluation and inference need:
   checkpoints/<step>/      the latest checkpoint.max_to_keep periodic saves (always the last step)
   checkpoints_best/<step>/ the latest checkpoint.max_to_keep improvements of checkpoint.best_metric
 
-Each checkpoint holds the items 'model' ({'params', 'batch_stats'}), 'train' ({'step',
-'opt_state'}) and, in checkpoints_best, 'meta' (JSON: the validation scalars). The data order and
+Each checkpoint holds the items 'model' ({'params', 'batch_stats'}: what evaluation and inference
+use), 'train' ({'step', 'opt_state'}) and, in checkpoints_best, 'meta' (JSON: the validation
+scalars). With train.ema_epochs, 'model' holds the moving average of the variables and 'train'
+the last step's too, as 'variables'. The data order and
 every random key are pure functions of (seed, step) (train.py), so nothing else needs saving for
 a resumed run to replay the uninterrupted one. Two managers, because with orbax's best_fn
 max_to_keep keeps the best N rather than the latest.
@@ -237,8 +239,11 @@ def _abstract(tree, sharding=None):
 
 
 def _state_items(state):
-  return {"model": {"params": state.params, "batch_stats": state.batch_stats},
-          "train": {"step": state.step, "opt_state": state.opt_state}}
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  if state.ema is None:
+    return {"model": variables, "train": {"step": state.step, "opt_state": state.opt_state}}
+  return {"model": state.ema,
+          "train": {"step": state.step, "opt_state": state.opt_state, "variables": variables}}
 
 
 # The warning for an unawaited coroutine of orbax's array-metadata reads (`_drop_abandoned_reads`).
@@ -361,9 +366,11 @@ class Checkpointer:
         self.latest.delete(bad)
     logging.info("resumed from %s/%d (best %s so far: %s)", self.latest.directory, step,
                  self.best_metric, self.best_value)
-    return state.replace(step=restored["train"]["step"], opt_state=restored["train"]["opt_state"],
-                         params=restored["model"]["params"],
-                         batch_stats=restored["model"]["batch_stats"])
+    train = restored["train"]
+    variables = restored["model"] if state.ema is None else train["variables"]
+    return state.replace(step=train["step"], opt_state=train["opt_state"],
+                         params=variables["params"], batch_stats=variables["batch_stats"],
+                         ema=None if state.ema is None else restored["model"])
 
   def _read_best_value(self):
     """best_metric's value in the newest readable best checkpoint (None if none, or if it was

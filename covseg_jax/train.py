@@ -27,6 +27,9 @@ from covseg_jax.errors import InputError, Preempted
 
 class TrainState(train_state.TrainState):
   batch_stats: Any
+  # With train.ema_epochs: the moving average of {'params', 'batch_stats'} that evaluation uses
+  # (`model_variables`); None without.
+  ema: Any = None
 
 
 SCHEDULES = ("piecewise", "cosine")
@@ -70,13 +73,23 @@ def create_optimizer(train_config, learning_rate_fn):
       optax.scale_by_learning_rate(learning_rate_fn))
 
 
-def create_train_state(rng, model, image_size, optimizer):
-  """Initialises float32 parameters and BatchNorm statistics on the host."""
+def create_train_state(rng, model, image_size, optimizer, ema=False):
+  """Initialises float32 parameters and BatchNorm statistics on the host; with `ema`, their
+  moving average starts as a copy of them."""
   dummy = jnp.zeros((1, image_size, image_size, 1), jnp.float32)
   variables = jax.jit(functools.partial(model.init, train=False))(
       {"params": rng, "dropout": rng}, dummy)
-  return TrainState.create(apply_fn=model.apply, params=variables["params"],
-                           batch_stats=variables.get("batch_stats", {}), tx=optimizer)
+  variables = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+  return TrainState.create(apply_fn=model.apply, tx=optimizer, **variables,
+                           ema=jax.tree.map(jnp.copy, variables) if ema else None)
+
+
+def ema_decay(train_config, steps_per_epoch):
+  """The per-step decay of the weights' moving average: a time constant of train.ema_epochs
+  epochs; 0.0 (no average) when it is 0."""
+  if not train_config.ema_epochs:
+    return 0.0
+  return float(np.exp(-1.0 / (train_config.ema_epochs * steps_per_epoch)))
 
 
 def augmented_batch(images, labels, indices, key, center, train_config):
@@ -98,8 +111,9 @@ def augmented_batch(images, labels, indices, key, center, train_config):
 
 
 def train_step(state, images, labels, indices, key, class_weights, center, *, train_config,
-               sharding):
-  """One update on the batch images[indices], augmented on the device (`augmented_batch`).
+               sharding, decay=0.0):
+  """One update on the batch images[indices], augmented on the device (`augmented_batch`);
+  with `decay` (`ema_decay`), the moving average then moves towards the updated variables.
 
   images (N,S,S,1) and labels (N,S,S) are the whole (replicated) training set; indices (B,) the
   batch; key the step's key.
@@ -119,11 +133,15 @@ def train_step(state, images, labels, indices, key, class_weights, center, *, tr
 
   (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   state = state.apply_gradients(grads=grads, batch_stats=updates.get("batch_stats", {}))
+  if decay:
+    state = state.replace(ema=jax.tree.map(
+        lambda average, value: decay * average + (1.0 - decay) * value, state.ema,
+        {"params": state.params, "batch_stats": state.batch_stats}))
   return state, {"loss": loss}
 
 
 def train_steps(state, images, labels, indices, step_rng, class_weights, center, *,
-                train_config, sharding):
+                train_config, sharding, decay=0.0):
   """len(indices) train_steps in one compiled call; returns the last step's metrics.
 
   indices (K,B) holds K batches. Step s (state.step before it) uses the key
@@ -134,7 +152,7 @@ def train_steps(state, images, labels, indices, step_rng, class_weights, center,
   def body(state, batch_indices):
     return train_step(state, images, labels, batch_indices,
                       jax.random.fold_in(step_rng, state.step), class_weights, center,
-                      train_config=train_config, sharding=sharding)
+                      train_config=train_config, sharding=sharding, decay=decay)
 
   if indices.shape[0] == 1:
     return body(state, indices[0])
@@ -176,7 +194,10 @@ def steps_until_host_event(step, train_config, checkpoint_config, total_steps):
 
 
 def model_variables(state):
-  """The variables a forward pass needs: {'params', 'batch_stats'}."""
+  """The variables evaluation uses, {'params', 'batch_stats'}: their moving average when the
+  state keeps one (train.ema_epochs), else the last step's."""
+  if state.ema is not None:
+    return state.ema
   return {"params": state.params, "batch_stats": state.batch_stats}
 
 
@@ -211,6 +232,7 @@ def check_config(config, mesh):
       (tc.steps_per_call >= 1, f"train.steps_per_call={tc.steps_per_call} must be at least 1"),
       (0 <= tc.scale_range < 1, f"train.scale_range={tc.scale_range} must be in [0, 1)"),
       (tc.gamma_range >= 0, f"train.gamma_range={tc.gamma_range} must be at least 0"),
+      (tc.ema_epochs >= 0, f"train.ema_epochs={tc.ema_epochs} must be at least 0"),
       (config.eval.batch_size >= 1, f"eval.batch_size={config.eval.batch_size} must be at least 1"),
       (tc.loss in losses.LOSSES, f"train.loss={tc.loss!r} is not one of {losses.LOSSES}"),
       (tc.lr_schedule in SCHEDULES, f"train.lr_schedule={tc.lr_schedule!r} is not one of {SCHEDULES}"),
@@ -273,7 +295,7 @@ def train_and_evaluate(config, workdir):
   rng = jax.random.key(config.seed)
   init_rng, step_rng = jax.random.split(rng)
   state = create_train_state(init_rng, model, config.data.image_size,
-                             create_optimizer(tc, learning_rate_fn))
+                             create_optimizer(tc, learning_rate_fn), ema=tc.ema_epochs > 0)
   state = parallel.replicate(state, mesh)
   checkpoints = checkpoint.Checkpointer(workdir, config.checkpoint, total_steps)
   state = checkpoints.restore(state)
@@ -294,7 +316,8 @@ def train_and_evaluate(config, workdir):
   class_weights = parallel.replicate(dataset.train_class_weights, mesh)
   center = parallel.replicate(training_center(dataset.mean_image, tc), mesh)
   step_fn = jax.jit(
-      functools.partial(train_steps, train_config=tc, sharding=parallel.batch_sharding(mesh)),
+      functools.partial(train_steps, train_config=tc, sharding=parallel.batch_sharding(mesh),
+                        decay=ema_decay(tc, steps_per_epoch)),
       donate_argnums=0)
   evaluator = evaluate.Evaluator(mesh, model.apply, tc.loss, dataset.class_weights,
                                  config.eval.batch_size)

@@ -58,7 +58,8 @@ def state_at(state, step):
   shift = lambda tree: parallel.replicate(jax.tree.map(lambda x: np.asarray(x) + step, tree), mesh)
   return state.replace(step=parallel.replicate(np.asarray(step, state.step.dtype), mesh),
                        params=shift(state.params), batch_stats=shift(state.batch_stats),
-                       opt_state=shift(state.opt_state))
+                       opt_state=shift(state.opt_state),
+                       ema=None if state.ema is None else shift(state.ema))
 
 
 def assert_same(a, b):
@@ -99,6 +100,22 @@ def test_round_trip_restores_every_array_and_the_step(tmp_path, config, initial_
   expected = state_at(initial_state, 30)
   for field in ("params", "batch_stats", "opt_state"):
     assert_same(getattr(restored, field), getattr(expected, field))
+
+
+def test_a_weight_average_is_the_model_and_resumes_beside_the_variables(tmp_path, config,
+                                                                       initial_state):
+  """With train.ema_epochs the checkpoint's model is the moving average (what restore_run and
+  so evaluation and predict read), and a resumed state gets both back."""
+  variables = {"params": initial_state.params, "batch_stats": initial_state.batch_stats}
+  state = initial_state.replace(ema=jax.tree.map(lambda x: x * 0.5, variables))
+  make_run(str(tmp_path), config, state, [10])
+  checkpoints = checkpoint.Checkpointer(str(tmp_path), config.checkpoint, total_steps=10)
+  restored = checkpoints.restore(state)
+  checkpoints.close()
+  expected = state_at(state, 10)
+  for field in ("params", "batch_stats", "opt_state", "ema"):
+    assert_same(getattr(restored, field), getattr(expected, field))
+  assert_same(checkpoint.restore_run(str(tmp_path), "last").variables, expected.ema)
 
 
 def test_saves_follow_the_interval_and_the_last_step(tmp_path, config, initial_state):

@@ -12,7 +12,7 @@ import pytest
 from flax import traverse_util
 
 from configs import lung_resnet, segnet_binary, segnet_multi, unet_multi
-from covseg_jax import checkpoint, models, parallel, train
+from covseg_jax import checkpoint, evaluate, models, parallel, train
 from covseg_jax.data import pipeline, preprocess
 from covseg_jax.errors import InputError
 from tests import helpers
@@ -42,13 +42,14 @@ def tiny_config(data_dir, family=segnet_multi, size=32):
   return config
 
 
-def make_step(config, dataset, mesh, optimizer=None):
+def make_step(config, dataset, mesh, optimizer=None, decay=0.0):
   model = models.get_model(config.model, dataset.num_classes)
   lr_fn = train.create_learning_rate_fn(config.train, 9)
   optimizer = optimizer or train.create_optimizer(config.train, lr_fn)
-  state = train.create_train_state(jax.random.key(0), model, config.data.image_size, optimizer)
+  state = train.create_train_state(jax.random.key(0), model, config.data.image_size, optimizer,
+                                   ema=decay > 0)
   jitted = jax.jit(functools.partial(train.train_step, train_config=config.train,
-                                     sharding=parallel.batch_sharding(mesh)))
+                                     sharding=parallel.batch_sharding(mesh), decay=decay))
   center = parallel.replicate(train.training_center(dataset.mean_image, config.train), mesh)
   step = lambda state, images, labels, indices, key, weights: jitted(
       state, images, labels, indices, key, weights, center)
@@ -137,6 +138,51 @@ def test_a_few_steps_reduce_the_loss(data_dir):
     state, m = step(state, images, labels, indices, jax.random.key(i), weights)
     losses.append(float(m["loss"]))
   assert np.mean(losses[-3:]) < 0.85 * np.mean(losses[:3]), losses
+
+
+def test_weight_average_follows_the_updates_and_leaves_training_alone(data_dir):
+  """With a decay, each step moves the average d * average + (1 - d) * variables and evaluation
+  uses it; the updates themselves are those of the run without one."""
+  config = tiny_config(data_dir)
+  dataset = pipeline.load_dataset(config.data)
+  mesh = parallel.create_mesh(jax.devices()[:1])
+  plain, step, (images, labels, indices), weights = make_step(config, dataset, mesh)
+  averaged, ema_step, _, _ = make_step(config, dataset, mesh, decay=0.75)
+  assert plain.ema is None and train.model_variables(plain)["params"] is plain.params
+  expected = train.model_variables(plain)
+  for i in range(3):
+    plain, _ = step(plain, images, labels, indices, jax.random.key(i), weights)
+    averaged, _ = ema_step(averaged, images, labels, indices, jax.random.key(i), weights)
+    variables = train.model_variables(plain)
+    expected = jax.tree.map(lambda e, v: 0.75 * e + 0.25 * v, expected, variables)
+    jax.tree.map(np.testing.assert_array_equal, (averaged.params, averaged.batch_stats),
+                 (plain.params, plain.batch_stats))
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-6, atol=1e-7),
+               train.model_variables(averaged), expected)
+  assert train.ema_decay(config.train, 9) == 0.0
+  config.train.ema_epochs = 2.0
+  assert train.ema_decay(config.train, 9) == pytest.approx(np.exp(-1 / 18))
+
+
+def test_a_weight_averaged_run_resumes_to_the_same_result(data_dir, tmp_path):
+  """train.ema_epochs: a run stopped after its first epoch and resumed ends with the test
+  metrics of the uninterrupted run, and the run directory evaluates to them too (its
+  checkpoints' model is the average, not the last step's variables)."""
+  config = tiny_config(data_dir)
+  config.train.ema_epochs = 0.5
+  config.checkpoint.every_steps = 9
+  whole = train.train_and_evaluate(config, str(tmp_path / "whole"))
+  config.train.epochs = 1
+  train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  config.train.epochs = 2
+  resumed = train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  for key in ("per_image_global_accuracy", "pooled_confusion_matrix", "step"):
+    assert resumed[key] == whole[key], key
+  evaluated = evaluate.evaluate_run(str(tmp_path / "whole"), "last", splits=("test",))["test"]
+  assert evaluated["pooled_confusion_matrix"] == whole["pooled_confusion_matrix"]
+  config.train.ema_epochs = 0.0
+  plain = train.train_and_evaluate(config, str(tmp_path / "plain"))
+  assert plain["pooled_confusion_matrix"] != whole["pooled_confusion_matrix"]
 
 
 @pytest.mark.parametrize("family", [segnet_multi, unet_multi, lung_resnet])
@@ -306,6 +352,7 @@ def test_steps_per_call_does_not_change_the_run(data_dir, tmp_path):
     ("train.loss", "focal", "train.loss='focal' is not one of"),
     ("train.lr_schedule", "linear", "train.lr_schedule='linear' is not one of"),
     ("train.gamma_range", -0.5, "train.gamma_range=-0.5 must be at least 0"),
+    ("train.ema_epochs", -1.0, "train.ema_epochs=-1.0 must be at least 0"),
     ("train.batch_size", 3, "train.batch_size=3 is not divisible by the 8 devices"),
     ("data.normalization", "hu", "data.normalization='hu' is not one of"),
     ("data.split", "folds", "data.split='folds' is not one of"),
