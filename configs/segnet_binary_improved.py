@@ -40,7 +40,7 @@ Tried on the disjoint folds, three seeds each, and not adopted (RESULTS.md, R38;
 0.718 / 0.713 / 0.718): data.lesion_class = True (trained on the multi task's four classes,
 infected the three lesion classes merged), -0.046 over the seeds, down on 14 of 15 fold-seed
 pairs; train.lr_schedule = 'cosine', -0.0035, up on 7 of 15; train.gamma_range = 0.5, -0.0109,
-up on 5 of 15.
+up on 5 of 15; and (R39) train.ema_epochs = 4, -0.0024, up on 7 of 15.
 
   python -m covseg_jax.main --config=configs/segnet_binary_improved.py --workdir=runs/segnet_binary_improved
   for seed in 1 2; do

@@ -30,17 +30,17 @@ CHANGES = {  # name: (the sweep's suffix, its override)
 }
 
 
-def runs_and_comparisons(change):
-  """The config's and the change's runs, seed by seed ({name: (runs, the sweep's overrides)}),
-  and the (change, config) pairs of the same seed."""
-  suffix, override = CHANGES[change]
+def runs_and_comparisons(change, suffix, override, root=R38):
+  """The config's runs (R38's) and the change's (root + suffix, trained with `override`), seed
+  by seed ({name: (runs, the sweep's overrides)}), and the (change, config) pairs of the same
+  seed."""
   runs, comparisons = {}, []
   for seed in range(3):
     seed_suffix = f"_seed{seed}" if seed else ""
     seed_override = [f"--config.seed={seed}"] if seed else []
     base, changed = f"segnet_binary_improved, seed {seed}", f"{change}, seed {seed}"
     runs[base] = (f"{R38}{seed_suffix}/exp4/fold{{}}", seed_override)
-    runs[changed] = (f"{R38}{suffix}{seed_suffix}/exp4/fold{{}}", [override, *seed_override])
+    runs[changed] = (f"{root}{suffix}{seed_suffix}/exp4/fold{{}}", [override, *seed_override])
     comparisons.append((changed, base))
   return runs, tuple(comparisons)
 
@@ -58,17 +58,21 @@ def load(run, split):
   return d["classes"]["infected"]["dice"], per_slice
 
 
+def check_and_compare(runs, comparisons, change):
+  """Checks every fold's config.json of `runs`, then prints the val and test tables of the
+  `comparisons` (change, config) with the mean difference over the seeds."""
+  def table(split):
+    dice = fold_table(split, runs, comparisons, load=load, what="pooled infected Dice per fold "
+                      "(flip TTA, threshold 0.8, last checkpoint)")
+    seeds_line(dice, comparisons, change)
+
+  check_and_tabulate(runs, table, config_arg="configs/segnet_binary_improved.py:cpu,exp4")
+
+
 def main():
   for change in CHANGES:
-    runs, comparisons = runs_and_comparisons(change)
     print(f"\n# {change}")
-
-    def table(split):
-      dice = fold_table(split, runs, comparisons, load=load, what="pooled infected Dice per fold "
-                        "(flip TTA, threshold 0.8, last checkpoint)")
-      seeds_line(dice, comparisons, change)
-
-    check_and_tabulate(runs, table, config_arg="configs/segnet_binary_improved.py:cpu,exp4")
+    check_and_compare(*runs_and_comparisons(change, *CHANGES[change]), change)
 
 
 if __name__ == "__main__":
