@@ -164,7 +164,8 @@ def _setup(config, mesh):
   tc = config.train
   learning_rate_fn = train.create_learning_rate_fn(tc, PAPER_TRAIN_IMAGES // tc.batch_size)
   state = train.create_train_state(jax.random.key(0), model, config.data.image_size,
-                                   train.create_optimizer(tc, learning_rate_fn))
+                                   train.create_optimizer(tc, learning_rate_fn),
+                                   ema=tc.ema_epochs > 0)
   return model, num_classes, parallel.replicate(state, mesh)
 
 
@@ -228,7 +229,8 @@ class StepBench:
         (data.images, data.labels, np.ones(num_classes, np.float32), center), self.mesh)
     self._step_fn = jax.jit(
         functools.partial(train.train_steps, train_config=tc,
-                          sharding=parallel.batch_sharding(self.mesh)),
+                          sharding=parallel.batch_sharding(self.mesh),
+                          decay=train.ema_decay(tc, PAPER_TRAIN_IMAGES // tc.batch_size)),
         donate_argnums=0)
     self._rng = jax.random.key(1)
     self._step = 0

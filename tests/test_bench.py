@@ -64,7 +64,8 @@ def test_load_config_rejects_unknown_models():
 
 
 def test_benchmark_smoke_run(tmp_path):
-  """A tiny SegNet through the command line, step and eval modes, 2 timed steps each."""
+  """A tiny SegNet through the command line, step and eval modes, 2 timed steps each (with a
+  moving average of the weights, which the step then keeps as a training run's does)."""
   config_file = tmp_path / "tiny.py"
   config_file.write_text(
       "from configs import segnet_multi\n"
@@ -72,6 +73,7 @@ def test_benchmark_smoke_run(tmp_path):
       "  config = segnet_multi.get_config(arg)\n"
       "  config.model.features = (4,)\n"
       "  config.model.convs_per_stage = (1,)\n"
+      "  config.train.ema_epochs = 1.0\n"
       "  return config\n")
   output = tmp_path / "bench.jsonl"
   num_devices = len(jax.devices())
