@@ -16,16 +16,20 @@ from results.cpu_session35.lung_unet_levers_val import check_and_tabulate, fold_
 R35 = "runs/s35/lung_unet_cv_e40"
 R37 = "runs/s37/lung_unet_cv_e40_lesion"
 LESION = "--config.data.lesion_class=True"
-RUNS = {  # name: (runs, the sweep's overrides)
-    "lung_unet, seed 0": (R35 + "/fold{}", []),
-    "lesion class, seed 0": (R37 + "/fold{}", [LESION]),
-    "lung_unet, seed 1": (R35 + "_seed1/fold{}", ["--config.seed=1"]),
-    "lesion class, seed 1": (R37 + "_seed1/fold{}", [LESION, "--config.seed=1"]),
-    "lung_unet, seed 2": (R35 + "_seed2/fold{}", ["--config.seed=2"]),
-    "lesion class, seed 2": (R37 + "_seed2/fold{}", [LESION, "--config.seed=2"]),
-}
-COMPARISONS = tuple((f"lesion class, seed {seed}", f"lung_unet, seed {seed}")  # (change, base)
-                    for seed in range(3))
+
+
+def seed_runs(change, root, override):
+  """R35's lung_unet runs and the change's (root, trained with `override`), seeds 0, 1 and 2
+  ({name: (runs, the sweep's overrides)}), and the (change, lung_unet) pairs of the same seed."""
+  runs = {}
+  for seed in range(3):
+    suffix, seed_override = (f"_seed{seed}", [f"--config.seed={seed}"]) if seed else ("", [])
+    runs[f"lung_unet, seed {seed}"] = (f"{R35}{suffix}/fold{{}}", seed_override)
+    runs[f"{change}, seed {seed}"] = (f"{root}{suffix}/fold{{}}", [override, *seed_override])
+  return runs, tuple((f"{change}, seed {seed}", f"lung_unet, seed {seed}") for seed in range(3))
+
+
+RUNS, COMPARISONS = seed_runs("lesion class", R37, LESION)
 
 
 def table(split):

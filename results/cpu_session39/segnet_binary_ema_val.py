@@ -26,15 +26,21 @@ def training_losses(run):
   return [(r["step"], r["train/loss"]) for r in records if "train/loss" in r]
 
 
-def main():
-  runs, comparisons = runs_and_comparisons(CHANGE, "_ema", "--config.train.ema_epochs=4",
-                                           root="runs/s39/segnet_binary_improved_cv")
+def check_same_training(runs, comparisons):
+  """Asserts that each (average, config) pair of `comparisons` logged the same training losses
+  on every fold, and says so."""
   for changed, base in comparisons:
     for fold in range(5):
       a, b = (runs[name][0].format(fold) for name in (changed, base))
       assert training_losses(a) == training_losses(b), (a, b)
   print(f"Training losses: the same at every logged step in all {5 * len(comparisons)} "
         "fold-seed pairs.")
+
+
+def main():
+  runs, comparisons = runs_and_comparisons(CHANGE, "_ema", "--config.train.ema_epochs=4",
+                                           root="runs/s39/segnet_binary_improved_cv")
+  check_same_training(runs, comparisons)
   check_and_compare(runs, comparisons, CHANGE)
 
 
