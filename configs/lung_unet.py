@@ -24,9 +24,10 @@ on 1 of 5; 80 epochs instead of 40, +0.0016 over three seeds (-0.0027, +0.0052, 
 And (RESULTS.md, R37): data.lesion_class = True (trained on outside the lung, lung without
 lesion and lesion, the last two merged into the lung), -0.0046 over three seeds (-0.0034,
 -0.0016, -0.0090).
-A candidate, not yet taken (RESULTS.md, R39): train.ema_epochs = 4 (the weights' moving average,
-the same trained networks read two ways), +0.0028 over three seeds (+0.0004, +0.0059, +0.0020),
-up on 11 of 15 fold-seed pairs; to be repeated at this config's scale before it changes.
+And (RESULTS.md, R39): train.ema_epochs = 4 (the weights' moving average, the same trained
+networks read two ways), +0.0028 over three seeds (+0.0004, +0.0059, +0.0020), up on 11 of 15
+fold-seed pairs; but at this config's scale (128x128, 160 epochs, the paper's validation slices,
+three seeds) -0.0013 (+0.0005, +0.0023, -0.0066): not taken.
 
   python -m covseg_jax.main --config=configs/lung_unet.py --workdir=runs/lung_unet
   python -m covseg_jax.main --config=configs/lung_unet.py:cpu --workdir=runs/lung_unet_cpu
