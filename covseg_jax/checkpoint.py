@@ -11,10 +11,10 @@ A run directory holds everything evaluation and inference need:
 Each checkpoint holds the items 'model' ({'params', 'batch_stats'}: what evaluation and inference
 use), 'train' ({'step', 'opt_state'}) and, in checkpoints_best, 'meta' (JSON: the validation
 scalars). With train.ema_epochs, 'model' holds the moving average of the variables and 'train'
-the last step's too, as 'variables'. The data order and
-every random key are pure functions of (seed, step) (train.py), so nothing else needs saving for
-a resumed run to replay the uninterrupted one. Two managers, because with orbax's best_fn
-max_to_keep keeps the best N rather than the latest.
+the last step's too, as 'variables'. The data order and every random key are pure functions of
+(seed, step) (train.py), so nothing else needs saving for a resumed run to replay the
+uninterrupted one. Two managers, because with orbax's best_fn max_to_keep keeps the best N
+rather than the latest.
 """
 import dataclasses
 import functools
