@@ -239,11 +239,11 @@ def _abstract(tree, sharding=None):
 
 
 def _state_items(state):
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
   if state.ema is None:
-    return {"model": variables, "train": {"step": state.step, "opt_state": state.opt_state}}
-  return {"model": state.ema,
-          "train": {"step": state.step, "opt_state": state.opt_state, "variables": variables}}
+    return {"model": state.variables(),
+            "train": {"step": state.step, "opt_state": state.opt_state}}
+  return {"model": state.ema, "train": {"step": state.step, "opt_state": state.opt_state,
+                                        "variables": state.variables()}}
 
 
 # The warning for an unawaited coroutine of orbax's array-metadata reads (`_drop_abandoned_reads`).

@@ -31,6 +31,10 @@ class TrainState(train_state.TrainState):
   # (`model_variables`); None without.
   ema: Any = None
 
+  def variables(self):
+    """The last step's {'params', 'batch_stats'}."""
+    return {"params": self.params, "batch_stats": self.batch_stats}
+
 
 SCHEDULES = ("piecewise", "cosine")
 
@@ -136,7 +140,7 @@ def train_step(state, images, labels, indices, key, class_weights, center, *, tr
   if decay:
     state = state.replace(ema=jax.tree.map(
         lambda average, value: decay * average + (1.0 - decay) * value, state.ema,
-        {"params": state.params, "batch_stats": state.batch_stats}))
+        state.variables()))
   return state, {"loss": loss}
 
 
@@ -196,9 +200,7 @@ def steps_until_host_event(step, train_config, checkpoint_config, total_steps):
 def model_variables(state):
   """The variables evaluation uses, {'params', 'batch_stats'}: their moving average when the
   state keeps one (train.ema_epochs), else the last step's."""
-  if state.ema is not None:
-    return state.ema
-  return {"params": state.params, "batch_stats": state.batch_stats}
+  return state.variables() if state.ema is None else state.ema
 
 
 def image_summary_indices(labels, count):
