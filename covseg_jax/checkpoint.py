@@ -239,11 +239,10 @@ def _abstract(tree, sharding=None):
 
 
 def _state_items(state):
+  train = {"step": state.step, "opt_state": state.opt_state}
   if state.ema is None:
-    return {"model": state.variables(),
-            "train": {"step": state.step, "opt_state": state.opt_state}}
-  return {"model": state.ema, "train": {"step": state.step, "opt_state": state.opt_state,
-                                        "variables": state.variables()}}
+    return {"model": state.variables(), "train": train}
+  return {"model": state.ema, "train": {**train, "variables": state.variables()}}
 
 
 # The warning for an unawaited coroutine of orbax's array-metadata reads (`_drop_abandoned_reads`).

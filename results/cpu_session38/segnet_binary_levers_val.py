@@ -58,13 +58,14 @@ def load(run, split):
   return d["classes"]["infected"]["dice"], per_slice
 
 
-def check_and_compare(runs, comparisons, change):
+def check_and_compare(runs, comparisons, change=None):
   """Checks every fold's config.json of `runs`, then prints the val and test tables of the
-  `comparisons` (change, config) with the mean difference over the seeds."""
+  `comparisons` (change, config) with, given `change`, the mean difference over the seeds."""
   def table(split):
     dice = fold_table(split, runs, comparisons, load=load, what="pooled infected Dice per fold "
                       "(flip TTA, threshold 0.8, last checkpoint)")
-    seeds_line(dice, comparisons, change)
+    if change:
+      seeds_line(dice, comparisons, change)
 
   check_and_tabulate(runs, table, config_arg="configs/segnet_binary_improved.py:cpu,exp4")
 

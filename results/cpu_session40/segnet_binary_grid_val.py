@@ -17,7 +17,6 @@ configs/segnet_binary_improved.py:cpu,exp4 with the sweep's overrides (the fold,
 those two fields (or the loss). Run from the repository root:
 PYTHONPATH=. python results/cpu_session40/segnet_binary_grid_val.py
 """
-from results.cpu_session35.lung_unet_levers_val import check_and_tabulate, fold_table
 from results.cpu_session38.segnet_binary_levers_val import R38, check_and_compare, load
 
 R40 = "runs/s40/segnet_binary_improved_cv_grid"
@@ -49,24 +48,17 @@ def runs_and_comparisons(experiments, seeds):
   return runs, tuple(comparisons)
 
 
-def tabulate(runs, comparisons):
-  """Checks and prints the val and test tables of one seed's `comparisons` (no seeds line)."""
-  check_and_tabulate(runs, lambda split: fold_table(
-      split, runs, comparisons, load=load,
-      what="pooled infected Dice per fold (flip TTA, threshold 0.8, last checkpoint)"),
-      config_arg="configs/segnet_binary_improved.py:cpu,exp4")
-
-
 def main():
   print("# The grid, seed 0")
-  tabulate(*runs_and_comparisons([5, 6, 7, 8, 9], [0]))
+  check_and_compare(*runs_and_comparisons([5, 6, 7, 8, 9], [0]))
   for exp in 7, 9:
     print(f"\n# exp {exp}, seeds 0, 1 and 2")
     check_and_compare(*runs_and_comparisons([exp], [0, 1, 2]), f"exp {exp}")
   print("\n# exp 4 with the Dice loss alone, seed 0")
-  tabulate({"exp 4, seed 0": (f"{R38}/exp4/fold{{}}", []),
-            "Dice loss, seed 0": (f"{R40_DICE}/exp4/fold{{}}", ["--config.train.loss=dice"])},
-           (("Dice loss, seed 0", "exp 4, seed 0"),))
+  check_and_compare({"exp 4, seed 0": (f"{R38}/exp4/fold{{}}", []),
+                     "Dice loss, seed 0": (f"{R40_DICE}/exp4/fold{{}}",
+                                           ["--config.train.loss=dice"])},
+                    (("Dice loss, seed 0", "exp 4, seed 0"),))
 
 
 if __name__ == "__main__":
