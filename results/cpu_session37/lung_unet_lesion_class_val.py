@@ -18,15 +18,15 @@ R37 = "runs/s37/lung_unet_cv_e40_lesion"
 LESION = "--config.data.lesion_class=True"
 
 
-def seed_runs(change, root, override):
-  """R35's lung_unet runs and the change's (root, trained with `override`), seeds 0, 1 and 2
+def seed_runs(change, root, override, seeds=(0, 1, 2)):
+  """R35's lung_unet runs and the change's (root, trained with `override`), for each of `seeds`
   ({name: (runs, the sweep's overrides)}), and the (change, lung_unet) pairs of the same seed."""
   runs = {}
-  for seed in range(3):
+  for seed in seeds:
     suffix, seed_override = (f"_seed{seed}", [f"--config.seed={seed}"]) if seed else ("", [])
     runs[f"lung_unet, seed {seed}"] = (f"{R35}{suffix}/fold{{}}", seed_override)
     runs[f"{change}, seed {seed}"] = (f"{root}{suffix}/fold{{}}", [override, *seed_override])
-  return runs, tuple((f"{change}, seed {seed}", f"lung_unet, seed {seed}") for seed in range(3))
+  return runs, tuple((f"{change}, seed {seed}", f"lung_unet, seed {seed}") for seed in seeds)
 
 
 RUNS, COMPARISONS = seed_runs("lesion class", R37, LESION)

@@ -30,12 +30,12 @@ CHANGES = {  # name: (the sweep's suffix, its override)
 }
 
 
-def runs_and_comparisons(change, suffix, override, root=R38):
+def runs_and_comparisons(change, suffix, override, root=R38, seeds=(0, 1, 2)):
   """The config's runs (R38's) and the change's (root + suffix, trained with `override`), seed
   by seed ({name: (runs, the sweep's overrides)}), and the (change, config) pairs of the same
   seed."""
   runs, comparisons = {}, []
-  for seed in range(3):
+  for seed in seeds:
     seed_suffix = f"_seed{seed}" if seed else ""
     seed_override = [f"--config.seed={seed}"] if seed else []
     base, changed = f"segnet_binary_improved, seed {seed}", f"{change}, seed {seed}"
