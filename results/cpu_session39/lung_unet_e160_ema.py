@@ -57,17 +57,23 @@ def main():
       scores[reading][1].append(test)
       print(line)
   print()
-  for reading, (val, test) in scores.items():
-    print(f"- {reading}: validation {statistics.mean(val):.4f} ± {statistics.stdev(val):.4f}, "
+  seeds_summary(scores, "the average against the last step")
+
+
+def seeds_summary(scores, label):
+  """Prints the mean ± std over the seeds of each of `scores` ({name: ([val], [test])}, one
+  entry per seed), then the second against the first seed by seed, as `label`."""
+  for name, (val, test) in scores.items():
+    print(f"- {name}: validation {statistics.mean(val):.4f} ± {statistics.stdev(val):.4f}, "
           f"test {statistics.mean(test):.4f} ± {statistics.stdev(test):.4f} (mean ± std over "
           "the seeds).")
-  (val_last, test_last), (val_avg, test_avg) = scores.values()
-  for split, last, avg in (("validation", val_last, val_avg), ("test", test_last, test_avg)):
-    diffs = [a - b for a, b in zip(avg, last)]
-    print(f"- the average against the last step, {split}: "
-          + ", ".join(f"{d:+.4f}" for d in diffs)
+  (val_base, test_base), (val_changed, test_changed) = scores.values()
+  for split, base, changed in (("validation", val_base, val_changed),
+                               ("test", test_base, test_changed)):
+    diffs = [c - b for c, b in zip(changed, base)]
+    print(f"- {label}, {split}: " + ", ".join(f"{d:+.4f}" for d in diffs)
           + f"; {statistics.mean(diffs):+.4f} on average, higher for {sum(d > 0 for d in diffs)} "
-          "of 3 seeds.")
+          f"of {len(diffs)} seeds.")
 
 
 if __name__ == "__main__":
