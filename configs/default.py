@@ -66,6 +66,10 @@ def get_config(arg=None):
   config.train.shear_degrees = 10.0  # Random X and Y shear in [-10, 10] degrees.
   config.train.rotation_degrees = 0.0  # Random rotation in [-r, r] degrees; not in the paper.
   config.train.scale_range = 0.0  # Random zoom in [1 - s, 1 + s]; not in the paper.
+  # Random elastic deformation: a 5x5 grid of control points moves by normal draws with this
+  # standard deviation, a fraction of the image's side, and the pixels between them with their
+  # bicubic interpolation (augment.random_displacement); 0 is off. Not in the paper.
+  config.train.elastic = 0.0
   # Random gamma of each image's tones, g in [1 / (1 + r), 1 + r] (augment.random_gamma);
   # not in the paper.
   config.train.gamma_range = 0.0

@@ -352,6 +352,8 @@ def describe_family(run):
     details.append(f"rotation ±{train['rotation_degrees']:g}°")
   if train.get("scale_range"):
     details.append(f"zoom ±{train['scale_range']:g}")
+  if train.get("elastic"):
+    details.append(f"elastic deformation {train['elastic']:g}")
   if train.get("gamma_range"):
     details.append(f"gamma range {train['gamma_range']:g}")
   if "ensemble" in run.config:

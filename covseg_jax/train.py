@@ -110,7 +110,7 @@ def augmented_batch(images, labels, indices, key, center, train_config):
       sample_keys, batch_images, labels[indices],
       flip=train_config.flip, shear_degrees=train_config.shear_degrees,
       rotation_degrees=train_config.rotation_degrees, scale_range=train_config.scale_range,
-      gamma_range=train_config.gamma_range)
+      elastic=train_config.elastic, gamma_range=train_config.gamma_range)
   return batch_images if center is None else batch_images - center, batch_labels
 
 
@@ -239,6 +239,7 @@ def check_config(config, mesh):
       (tc.l2 >= 0, f"train.l2={tc.l2} must be at least 0"),
       (0 <= tc.scale_range < 1, f"train.scale_range={tc.scale_range} must be in [0, 1)"),
       (tc.gamma_range >= 0, f"train.gamma_range={tc.gamma_range} must be at least 0"),
+      (tc.elastic >= 0, f"train.elastic={tc.elastic} must be at least 0"),
       (tc.ema_epochs >= 0, f"train.ema_epochs={tc.ema_epochs} must be at least 0"),
       (config.eval.batch_size >= 1, f"eval.batch_size={config.eval.batch_size} must be at least 1"),
       (tc.loss in losses.LOSSES, f"train.loss={tc.loss!r} is not one of {losses.LOSSES}"),

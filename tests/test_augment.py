@@ -1,4 +1,5 @@
-"""Tests of the augmentation: flip and shear (the paper's), rotation, zoom and gamma."""
+"""Tests of the augmentation: flip and shear (the paper's), rotation, zoom, elastic deformation
+and gamma."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +10,7 @@ from covseg_jax.data import synthetic
 
 # Compiled once per static configuration and shape, shared by the tests.
 _augment = jax.jit(augment.augment, static_argnames=('flip', 'shear_degrees', 'rotation_degrees',
-                                                    'scale_range', 'gamma_range'))
+                                                    'scale_range', 'elastic', 'gamma_range'))
 _params = jax.jit(jax.vmap(augment.sample_params, in_axes=(0, None, None, None, None)),
                   static_argnums=(1, 2, 3, 4))
 _warp = jax.jit(jax.vmap(augment.warp, in_axes=(0, 0, 0, 0, 0, 0, None)), static_argnums=6)
@@ -156,3 +157,46 @@ def test_gamma_keeps_each_images_range_and_order(batch):
   # A constant image has no tones to change.
   constant = jnp.full((8, 8, 1), 0.25, jnp.float32)
   np.testing.assert_array_equal(augment.random_gamma(keys[0], constant, 0.5), constant)
+
+
+def test_elastic_displacement_is_smooth_and_sized_by_the_side():
+  keys = _keys(64, seed=11)
+  rows, cols = jax.vmap(lambda k: augment.random_displacement(k, 64, 32, 0.02))(keys)
+  rows, cols = np.asarray(rows), np.asarray(cols)
+  assert rows.shape == cols.shape == (64, 64, 32)
+  # At the control points' scale: about 0.02 of each side (1.28 and 0.64 pixels) in each direction.
+  assert 1.0 < rows.std() < 1.5 and 0.5 < cols.std() < 0.75 and abs(rows.mean()) < 0.2
+  # Smooth: neighbouring pixels move almost alike, far ones independently.
+  assert np.abs(np.diff(rows, axis=1)).max() < 0.2 * np.abs(rows).max()
+  assert abs(np.corrcoef(rows[:, 0, 0], rows[:, -1, -1])[0, 1]) < 0.3
+
+
+def test_elastic_deformation_moves_each_pixel_by_its_displacement(batch):
+  # A ramp image sampled bilinearly reads out each pixel's source row exactly, so the warp by a
+  # displacement alone gives the row plus its displacement, wherever it stays inside.
+  ramp = jnp.broadcast_to(jnp.arange(32, dtype=jnp.float32)[:, None], (32, 32))
+  displacement = augment.random_displacement(jax.random.key(2), 32, 32, 0.03)
+  warped = np.asarray(augment.warp(ramp, False, 0.0, 0.0, None, None, order=1,
+                                   displacement=displacement))
+  expected = np.asarray(ramp + displacement[0])
+  inside = (expected > 0.5) & (expected < 30.5) & (np.abs(np.asarray(displacement[1])) < 1)
+  inside[:, [0, -1]] = False  # Columns leaving the image read 0.
+  assert inside.mean() > 0.5
+  np.testing.assert_allclose(warped[inside], expected[inside], atol=1e-4)
+  # In the batch: the geometric draws are those without it, labels move with the image, and
+  # 0 draws nothing.
+  images, labels = batch
+  keys = _keys(6, seed=9)
+  plain = _augment(keys, images, labels, rotation_degrees=15.0)
+  np.testing.assert_array_equal(_augment(keys, images, labels, rotation_degrees=15.0,
+                                         elastic=0.0)[1], plain[1])
+  as_image = labels[..., None].astype(jnp.float32)
+  out_images, out_labels = _augment(keys, as_image, labels, rotation_degrees=15.0, elastic=0.03)
+  assert not np.array_equal(out_labels, plain[1])
+  assert set(np.unique(out_labels)) <= set(np.unique(labels))
+  params = _params(keys, True, 10.0, 15.0, 0.0)
+  for i in range(6):
+    one = [p[i] for p in params[:4]] + [None]
+    moved = augment.random_displacement(jax.random.fold_in(keys[i], 4), 32, 32, 0.03)
+    nearest = augment.warp(as_image[i], *one, order=0, displacement=moved)
+    np.testing.assert_array_equal(nearest[..., 0], np.asarray(out_labels[i], np.float32))

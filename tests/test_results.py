@@ -231,8 +231,10 @@ def test_family_heading_names_the_training_changes():
   assert results.describe_family(run) == (
       "SegNet, multi-class (features [16, 32, 64], float32, loss weighted_ce+dice, "
       "cosine learning-rate schedule, configured evaluation: flip TTA)")
-  config["train"].update(lr_schedule="piecewise", gamma_range=0.5)
-  assert "loss weighted_ce+dice, gamma range 0.5, configured" in results.describe_family(run)
+  config["train"].update(lr_schedule="piecewise", gamma_range=0.5, elastic=0.02)
+  assert ("loss weighted_ce+dice, elastic deformation 0.02, gamma range 0.5, configured"
+          in results.describe_family(run))
+  config["train"]["elastic"] = 0.0
   unet = {**config, "model": {"name": "unet", "base_features": 16, "depth": 4,
                               "batch_norm": True, "dtype": "float32"}}
   assert results.describe_family(dataclasses.replace(run, config=unet)).startswith(

@@ -356,6 +356,7 @@ def test_steps_per_call_does_not_change_the_run(data_dir, tmp_path):
     ("train.lr_drop_every_epochs", 0, "train.lr_drop_every_epochs=0 must be at least 1"),
     ("train.l2", -1e-4, "train.l2=-0.0001 must be at least 0"),
     ("train.gamma_range", -0.5, "train.gamma_range=-0.5 must be at least 0"),
+    ("train.elastic", -0.01, "train.elastic=-0.01 must be at least 0"),
     ("train.ema_epochs", -1.0, "train.ema_epochs=-1.0 must be at least 0"),
     ("train.batch_size", 3, "train.batch_size=3 is not divisible by the 8 devices"),
     ("data.normalization", "hu", "data.normalization='hu' is not one of"),

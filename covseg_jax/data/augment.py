@@ -1,5 +1,5 @@
 """On-device augmentation: the paper's random vertical flip and x/y shear, plus optional random
-rotation, scaling and gamma (off in the paper's configs).
+rotation, scaling, elastic deformation and gamma (off in the paper's configs).
 
 Pure jax.numpy, meant to run inside `jax.jit`. Each sample draws from its own PRNG
 key, so a sample's augmentation does not depend on the batch it is in or on how the
@@ -48,6 +48,24 @@ def random_gamma(key, image, gamma_range):
   return (low + span * unit ** gamma).astype(image.dtype)
 
 
+ELASTIC_GRID = 5  # Control points per side of the elastic deformation's displacement field.
+
+
+def random_displacement(key, height, width, elastic):
+  """A smooth random displacement field (rows, cols), each (H, W) in pixels.
+
+  Each of a 5x5 grid of control points spread over the image moves by a normal draw with standard
+  deviation `elastic` times the image's side, in each direction; the field between them is
+  their bicubic interpolation (jax.image.resize), so that neighbouring pixels move together and
+  the deformation bends structures rather than scattering pixels. A fraction of the side, not
+  pixels, so that one value deforms a 128x128 and a 256x256 image alike.
+  """
+  control = jax.random.normal(key, (ELASTIC_GRID, ELASTIC_GRID, 2))
+  control = control * elastic * jnp.array([height, width], jnp.float32)
+  field = jax.image.resize(control, (height, width, 2), method='cubic')
+  return field[..., 0], field[..., 1]
+
+
 def _source_coordinates(height, width, shear_x, shear_y, rotation, scale):
   """Input (row, col) sampled by each output pixel of the warp about the centre.
 
@@ -78,8 +96,8 @@ def _gather(array, rows, cols):
   return jnp.where(inside, values, jnp.zeros((), array.dtype))
 
 
-def warp(array, flip, shear_x, shear_y, rotation, scale, order):
-  """Flips (reverses rows), then shears, rotates and zooms one (H, W) or (H, W, C) array.
+def warp(array, flip, shear_x, shear_y, rotation, scale, order, displacement=None):
+  """Flips (reverses rows), then shears, rotates, zooms and deforms one (H, W) or (H, W, C) array.
 
   Args:
     array: the image or label map.
@@ -89,6 +107,8 @@ def warp(array, flip, shear_x, shear_y, rotation, scale, order):
     scale: zoom factor about the image centre (2 doubles sizes), or None.
     order: 1 samples bilinearly (images), 0 takes the nearest pixel (labels).
       Outside the input, both give 0.
+    displacement: None, or (rows, cols) of `random_displacement`: each output pixel samples
+      the input that much further away than the flip, shear, rotation and zoom alone say.
 
   Returns:
     The warped array, same shape and dtype.
@@ -96,6 +116,8 @@ def warp(array, flip, shear_x, shear_y, rotation, scale, order):
   array = jnp.where(flip, array[::-1], array)
   height, width = array.shape[:2]
   rows, cols = _source_coordinates(height, width, shear_x, shear_y, rotation, scale)
+  if displacement is not None:
+    rows, cols = rows + displacement[0], cols + displacement[1]
   if order == 0:
     return _gather(array, jnp.round(rows).astype(jnp.int32), jnp.round(cols).astype(jnp.int32))
   if order != 1:
@@ -113,9 +135,9 @@ def warp(array, flip, shear_x, shear_y, rotation, scale, order):
 
 
 def augment(keys, images, labels, flip=True, shear_degrees=10.0, rotation_degrees=0.0,
-            scale_range=0.0, gamma_range=0.0):
-  """Randomly changes each image's gamma, then flips, shears, rotates and zooms images and
-  labels alike.
+            scale_range=0.0, elastic=0.0, gamma_range=0.0):
+  """Randomly changes each image's gamma, then flips, shears, rotates, zooms and deforms images
+  and labels alike.
 
   Args:
     keys: (B,) per-sample PRNG keys (typed keys or raw uint32 (B, 2)).
@@ -125,6 +147,7 @@ def augment(keys, images, labels, flip=True, shear_degrees=10.0, rotation_degree
     shear_degrees: shear angles in x and y are uniform in [-shear_degrees, shear_degrees].
     rotation_degrees: the rotation angle is uniform in [-rotation_degrees, rotation_degrees].
     scale_range: the zoom factor is uniform in [1 - scale_range, 1 + scale_range].
+    elastic: `random_displacement`'s; 0 (the paper's) draws and changes nothing.
     gamma_range: `random_gamma`'s; 0 (the paper's) draws and changes nothing, so the other
       draws and the images are exactly those without it.
 
@@ -136,6 +159,10 @@ def augment(keys, images, labels, flip=True, shear_degrees=10.0, rotation_degree
     if gamma_range:
       image = random_gamma(jax.random.fold_in(key, 3), image, gamma_range)
     params = sample_params(key, flip, shear_degrees, rotation_degrees, scale_range)
-    return warp(image, *params, order=1), warp(label, *params, order=0)
+    displacement = None
+    if elastic:
+      displacement = random_displacement(jax.random.fold_in(key, 4), *label.shape, elastic)
+    return (warp(image, *params, order=1, displacement=displacement),
+            warp(label, *params, order=0, displacement=displacement))
 
   return jax.vmap(one)(keys, images, labels)
