@@ -62,6 +62,9 @@ def get_config(arg=None):
   config.train.l2_batchnorm_offsets = True
   # 'weighted_ce' (median-frequency), 'dice', 'weighted_ce+dice', 'ce+dice' (unweighted CE).
   config.train.loss = "weighted_ce"
+  # Cross-entropy targets (1 - e) one-hot + e / classes rather than one-hot (losses.py), in
+  # training only: the validation loss stays the plain one. 0 is off (the paper).
+  config.train.label_smoothing = 0.0
   config.train.flip = True  # Random vertical (top-bottom) reflection.
   config.train.shear_degrees = 10.0  # Random X and Y shear in [-10, 10] degrees.
   config.train.rotation_degrees = 0.0  # Random rotation in [-r, r] degrees; not in the paper.

@@ -30,10 +30,16 @@ def median_frequency_weights(labels, num_classes):
   return weights.astype(np.float32)
 
 
-def weighted_cross_entropy(logits, labels, class_weights):
-  """Mean over pixels of w[y] * -log softmax(logits)[y]; logits (..., C), labels (...)."""
+def weighted_cross_entropy(logits, labels, class_weights, label_smoothing=0.0):
+  """Mean over pixels of w[y] * -sum_c q_c log softmax(logits)_c; logits (..., C), labels (...).
+
+  The target q is one-hot in y, or with `label_smoothing` e, (1 - e) one-hot + e / C: each
+  pixel's weight stays its labelled class's.
+  """
   log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
   nll = -jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
+  if label_smoothing:
+    nll = (1.0 - label_smoothing) * nll - label_smoothing * jnp.mean(log_probs, axis=-1)
   return jnp.mean(jnp.asarray(class_weights)[labels] * nll)
 
 
@@ -56,16 +62,19 @@ def soft_dice_loss(logits, labels, smooth=1e-5):
 LOSSES = ("weighted_ce", "dice", "weighted_ce+dice", "ce+dice")
 
 
-def compute_loss(name, logits, labels, class_weights):
+def compute_loss(name, logits, labels, class_weights, label_smoothing=0.0):
   """The loss named by config.train.loss: one of LOSSES.
 
   'ce+dice' is the plain (unweighted) cross-entropy plus soft Dice: every class weight 1.
+  label_smoothing smooths the cross-entropy's targets (`weighted_cross_entropy`); 'dice' has
+  none to smooth.
   """
   if name == "weighted_ce":
-    return weighted_cross_entropy(logits, labels, class_weights)
+    return weighted_cross_entropy(logits, labels, class_weights, label_smoothing)
   if name == "dice":
     return soft_dice_loss(logits, labels)
   if name in ("weighted_ce+dice", "ce+dice"):
     weights = class_weights if name == "weighted_ce+dice" else jnp.ones(logits.shape[-1])
-    return weighted_cross_entropy(logits, labels, weights) + soft_dice_loss(logits, labels)
+    return (weighted_cross_entropy(logits, labels, weights, label_smoothing)
+            + soft_dice_loss(logits, labels))
   raise ValueError(f"unknown loss {name!r}: use one of {LOSSES}")

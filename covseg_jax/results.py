@@ -346,6 +346,8 @@ def describe_family(run):
   train = run.config.get("train", {})
   if train.get("loss"):
     details.append(f"loss {train['loss']}")
+  if train.get("label_smoothing"):
+    details.append(f"label smoothing {train['label_smoothing']:g}")
   if train.get("lr_schedule", "piecewise") != "piecewise":
     details.append(f"{train['lr_schedule']} learning-rate schedule")
   if train.get("rotation_degrees"):

@@ -132,7 +132,8 @@ def train_step(state, images, labels, indices, key, class_weights, center, *, tr
     logits, updates = state.apply_fn(
         {"params": params, "batch_stats": state.batch_stats}, batch_images, train=True,
         mutable=["batch_stats"], rngs={"dropout": dropout_key})
-    loss = losses.compute_loss(train_config.loss, logits, batch_labels, class_weights)
+    loss = losses.compute_loss(train_config.loss, logits, batch_labels, class_weights,
+                               train_config.label_smoothing)
     return loss, updates
 
   (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -240,6 +241,10 @@ def check_config(config, mesh):
       (0 <= tc.scale_range < 1, f"train.scale_range={tc.scale_range} must be in [0, 1)"),
       (tc.gamma_range >= 0, f"train.gamma_range={tc.gamma_range} must be at least 0"),
       (tc.elastic >= 0, f"train.elastic={tc.elastic} must be at least 0"),
+      (0 <= tc.label_smoothing < 1,
+       f"train.label_smoothing={tc.label_smoothing} must be in [0, 1)"),
+      (not tc.label_smoothing or tc.loss != "dice",
+       "train.label_smoothing smooths the cross-entropy, and train.loss='dice' has none"),
       (tc.ema_epochs >= 0, f"train.ema_epochs={tc.ema_epochs} must be at least 0"),
       (config.eval.batch_size >= 1, f"eval.batch_size={config.eval.batch_size} must be at least 1"),
       (tc.loss in losses.LOSSES, f"train.loss={tc.loss!r} is not one of {losses.LOSSES}"),

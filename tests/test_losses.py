@@ -15,12 +15,17 @@ def test_median_frequency_weights_hand_computed():
   np.testing.assert_allclose(w, [0.8, 2.0, 1.0, 0.0], rtol=1e-6)
 
 
-def test_weighted_cross_entropy_matches_numpy():
-  rng = np.random.default_rng(0)
+def _random_case(seed):
+  """Random logits (2, 3, 3, 4), labels, four class weights and the logits' log-softmax."""
+  rng = np.random.default_rng(seed)
   logits = rng.normal(size=(2, 3, 3, 4)).astype(np.float32)
   labels = rng.integers(0, 4, size=(2, 3, 3))
   weights = np.array([0.5, 1.0, 2.0, 4.0], np.float32)
-  log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  return logits, labels, weights, logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+
+
+def test_weighted_cross_entropy_matches_numpy():
+  logits, labels, weights, log_probs = _random_case(0)
   expected = np.mean([-weights[l] * log_probs[i, y, x, l]
                       for (i, y, x), l in np.ndenumerate(labels)])
   got = losses.weighted_cross_entropy(jnp.asarray(logits), jnp.asarray(labels), weights)
@@ -49,3 +54,19 @@ def test_ce_dice_is_weighted_ce_dice_with_unit_weights():
   expected = losses.compute_loss("weighted_ce+dice", logits, labels, np.ones(3, np.float32))
   np.testing.assert_allclose(got, expected, rtol=1e-6)
   assert got != pytest.approx(losses.compute_loss("weighted_ce+dice", logits, labels, skewed))
+
+
+def test_label_smoothing_mixes_in_the_uniform_target():
+  logits, labels, weights, log_probs = _random_case(2)
+  target = 0.9 * np.eye(4)[labels] + 0.1 / 4
+  expected = np.mean(-weights[labels] * (target * log_probs).sum(-1))
+  got = losses.weighted_cross_entropy(jnp.asarray(logits), jnp.asarray(labels), weights, 0.1)
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  for name in ("weighted_ce", "weighted_ce+dice", "ce+dice"):
+    plain = losses.compute_loss(name, jnp.asarray(logits), jnp.asarray(labels), weights)
+    smoothed = losses.compute_loss(name, jnp.asarray(logits), jnp.asarray(labels), weights, 0.1)
+    assert smoothed != pytest.approx(plain)
+  # A confident right answer is no longer the optimum: the smoothed loss rises with confidence.
+  confident = [losses.weighted_cross_entropy(jnp.array([[0.0, scale]]), jnp.array([1]),
+                                             np.ones(2, np.float32), 0.1) for scale in (3, 10)]
+  assert confident[1] > confident[0]

@@ -234,7 +234,9 @@ def test_family_heading_names_the_training_changes():
   config["train"].update(lr_schedule="piecewise", gamma_range=0.5, elastic=0.02)
   assert ("loss weighted_ce+dice, elastic deformation 0.02, gamma range 0.5, configured"
           in results.describe_family(run))
-  config["train"]["elastic"] = 0.0
+  config["train"].update(elastic=0.0, label_smoothing=0.1)
+  assert "loss weighted_ce+dice, label smoothing 0.1, gamma" in results.describe_family(run)
+  config["train"]["label_smoothing"] = 0.0
   unet = {**config, "model": {"name": "unet", "base_features": 16, "depth": 4,
                               "batch_norm": True, "dtype": "float32"}}
   assert results.describe_family(dataclasses.replace(run, config=unet)).startswith(

@@ -357,6 +357,7 @@ def test_steps_per_call_does_not_change_the_run(data_dir, tmp_path):
     ("train.l2", -1e-4, "train.l2=-0.0001 must be at least 0"),
     ("train.gamma_range", -0.5, "train.gamma_range=-0.5 must be at least 0"),
     ("train.elastic", -0.01, "train.elastic=-0.01 must be at least 0"),
+    ("train.label_smoothing", 1.0, r"train.label_smoothing=1.0 must be in \[0, 1\)"),
     ("train.ema_epochs", -1.0, "train.ema_epochs=-1.0 must be at least 0"),
     ("train.batch_size", 3, "train.batch_size=3 is not divisible by the 8 devices"),
     ("data.normalization", "hu", "data.normalization='hu' is not one of"),
@@ -380,6 +381,14 @@ def test_a_bad_config_fails_before_anything_is_written(data_dir, tmp_path, field
     train.train_and_evaluate(config, str(workdir))
   assert str(raised.value).startswith("config: ")
   assert not workdir.exists()
+
+
+def test_label_smoothing_needs_a_cross_entropy(data_dir, tmp_path):
+  config = tiny_config(data_dir)
+  config.train.update(loss="dice", label_smoothing=0.1)
+  with pytest.raises(InputError, match="train.loss='dice' has none"):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
 
 
 def test_a_run_of_another_config_is_refused_before_anything_is_written(data_dir, tmp_path):

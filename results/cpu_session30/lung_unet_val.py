@@ -22,7 +22,8 @@ R24 = (0.9559, 0.9577, 0.9728, 0.9712, 0.9718)  # RESULTS.md, The lung model's t
 # without one holds a run trained with this value.
 ADDED_LATER = {"data.lesion_class": False,  # Thirty-seventh session.
                "train.ema_epochs": 0.0,  # Thirty-ninth session.
-               "train.elastic": 0.0}  # Forty-second session.
+               "train.elastic": 0.0,  # Forty-second session.
+               "train.label_smoothing": 0.0}  # Forty-second session.
 
 
 def load(run, split):
