@@ -31,6 +31,8 @@ three seeds) -0.0013 (+0.0005, +0.0023, -0.0066): not taken.
 And (RESULTS.md, R41): train.l2 = 0 (the paper's 1e-4 kept here), +0.0032 over three seeds
 (+0.0020, +0.0046, +0.0029), up on 12 of 15; at the config's scale +0.0004 (+0.0044, +0.0005,
 -0.0037): not taken; train.l2 = 1e-3, -0.0143 with seed 0, down on every fold.
+And (RESULTS.md, R42): train.elastic = 0.02 (random elastic deformation), -0.0027 over seeds 0
+and 1 (-0.0003, -0.0052), up on 5 of 10.
 
   python -m covseg_jax.main --config=configs/lung_unet.py --workdir=runs/lung_unet
   python -m covseg_jax.main --config=configs/lung_unet.py:cpu --workdir=runs/lung_unet_cpu
