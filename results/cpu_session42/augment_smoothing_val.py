@@ -21,18 +21,18 @@ from results.cpu_session37.lung_unet_lesion_class_val import seed_runs
 from results.cpu_session38.segnet_binary_levers_val import check_and_compare, runs_and_comparisons
 
 R42 = "runs/s42"
-BINARY = {"elastic 0.02": ("_elastic", "--config.train.elastic=0.02"),  # (suffix, override)
-          "label smoothing 0.1": ("_smooth", "--config.train.label_smoothing=0.1")}
+CHANGES = {"elastic 0.02": ("_elastic", "--config.train.elastic=0.02"),  # (suffix, override)
+           "label smoothing 0.1": ("_smooth", "--config.train.label_smoothing=0.1")}
 
 
 def main():
-  for change, (suffix, override) in BINARY.items():
+  for change, (suffix, override) in CHANGES.items():
     print(f"# segnet_binary_improved with {change}, seeds 0, 1 and 2")
     check_and_compare(*runs_and_comparisons(change, suffix, override,
                                             root=f"{R42}/segnet_binary_improved_cv"), change)
     print()
   print("# lung_unet with elastic 0.02, seeds 0 and 1")
-  change, (suffix, override) = "elastic 0.02", BINARY["elastic 0.02"]
+  change, (suffix, override) = "elastic 0.02", CHANGES["elastic 0.02"]
   runs, comparisons = seed_runs(change, f"{R42}/lung_unet_cv_e40{suffix}", override, seeds=(0, 1))
   check_and_tabulate(runs, lambda split: seeds_line(fold_table(split, runs, comparisons),
                                                      comparisons, change))
